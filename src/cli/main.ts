@@ -1,0 +1,131 @@
+/**
+ * The command line: one thin layer over the roles. Each action lazily imports its
+ * command, so `dropbox list` never loads the master's code. Only main() decides the
+ * exit code, and every failure becomes one readable line on stderr.
+ */
+import { cac } from "cac";
+import { DropboxError, errorMessage } from "../core/errors";
+import { VERSION } from "../core/version";
+import { EXIT, exitCodeFor } from "./exit-codes";
+
+/** Stands for a bare "-" (stdin/stdout) argument while options are parsed. */
+export const STDIO_ARG = "\u0000-";
+
+const MASTER_HELP = "master address HOST:PORT (default: $DROPBOX_MASTER or 127.0.0.1:9000)";
+
+function buildCli(argv: string[], setResult: (p: Promise<number>) => void) {
+  const cli = cac("dropbox");
+  const run = (load: () => Promise<number>) => setResult(load());
+
+  cli
+    .command("master", "Run the master (metadata server)")
+    .option("--host <host>", "address to bind (default: 127.0.0.1)")
+    .option("--port <port>", "port to listen on, 0 for any free port (default: 9000)")
+    .option("--data-dir <dir>", "where the metadata database lives (default: ./.dropbox/master)")
+    .option("--replication <n>", "copies of every chunk (default: 2)")
+    .option("--node-timeout <ms>", "silence after which a node is declared dead (default: 10000)")
+    .example("dropbox master --port 9000 --data-dir /tmp/m")
+    .action((flags) => run(async () => (await import("./master")).masterCommand(flags, argv)));
+
+  cli
+    .command("node", "Run a storage node")
+    .option("--host <host>", "address to bind (default: 127.0.0.1)")
+    .option("--port <port>", "port to listen on, 0 for any free port (default: 9001)")
+    .option("--master <addr>", MASTER_HELP)
+    .option("--data-dir <dir>", "where chunks are stored (required)")
+    .option("--advertise <addr>", "HOST:PORT other processes dial (default: --host and the bound port)")
+    .option("--id <name>", "node id (default: kept in the data dir, generated at first start)")
+    .option("--heartbeat-interval <ms>", "how often to report to the master (default: 1000)")
+    .example("dropbox node --port 9001 --master 127.0.0.1:9000 --data-dir /tmp/n1")
+    .action((flags) => run(async () => (await import("./node")).nodeCommand(flags, argv)));
+
+  cli
+    .command("upload <...paths>", "Upload files (remote name: the file's basename)")
+    .option("--as <name>", "remote name for a single file, e.g. artifacts/app.tgz")
+    .option("--chunk-size <size>", "chunk size, 64KiB to 64MiB (default: 4MiB)")
+    .option("--master <addr>", MASTER_HELP)
+    .option("--json", "print the result as one JSON document")
+    .option("--quiet", "print nothing but errors")
+    .example("dropbox upload ./report.pdf")
+    .example("dropbox upload ./build/app.tgz --as artifacts/app.tgz")
+    .action((paths, flags) => run(async () => (await import("./upload")).uploadCommand(paths, flags, argv)));
+
+  cli
+    .command("download <name> [output]", "Download a file ('-' writes to stdout; default: the name's basename)")
+    .option("--master <addr>", MASTER_HELP)
+    .option("--json", "print the result as one JSON document")
+    .option("--quiet", "print nothing but errors")
+    .example("dropbox download artifacts/app.tgz ./app.tgz")
+    .example("dropbox download report.pdf - | sha256sum")
+    .action((name, output, flags) => run(async () => (await import("./download")).downloadCommand(String(name), output === undefined ? undefined : output === STDIO_ARG ? "-" : String(output), flags, argv)));
+
+  cli
+    .command("list [prefix]", "List files: name, size, chunks, time")
+    .option("--master <addr>", MASTER_HELP)
+    .option("--json", "print the result as one JSON document")
+    .option("--quiet", "print nothing but errors")
+    .example("dropbox list artifacts/")
+    .action((prefix, flags) => run(async () => (await import("./list")).listCommand(prefix, flags, argv)));
+
+  cli
+    .command("delete <...names>", "Delete files")
+    .option("--master <addr>", MASTER_HELP)
+    .option("--json", "print the result as one JSON document")
+    .option("--quiet", "print nothing but errors")
+    .example("dropbox delete report.pdf")
+    .action((names, flags) => run(async () => (await import("./delete")).deleteCommand(names.map(String), flags, argv)));
+
+  cli.help();
+  cli.version(VERSION);
+  return cli;
+}
+
+/** Prints a failure as one line (JSON with --json) and picks its exit code. */
+function fail(err: unknown, json: boolean): number {
+  let code: number = EXIT.INTERNAL;
+  let kind = "INTERNAL";
+  let message = errorMessage(err);
+  if (err instanceof DropboxError) {
+    code = exitCodeFor(err.kind);
+    kind = err.kind;
+  } else if ((err as Error)?.name === "CACError") {
+    code = EXIT.USAGE;
+    kind = "USAGE";
+    message = `${message.replace(/`/g, "'")} (see 'dropbox --help')`;
+  } else if (typeof (err as NodeJS.ErrnoException)?.code === "string" && (err as NodeJS.ErrnoException).syscall) {
+    // A local filesystem error: the message already names the path and the reason.
+    code = EXIT.USAGE;
+    kind = "IO";
+  }
+  if (json) process.stderr.write(`${JSON.stringify({ error: { kind, message, exitCode: code } })}\n`);
+  else process.stderr.write(`error: ${message.split("\n")[0]}\n`);
+  return code;
+}
+
+/** Runs the command line and returns the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const args = argv.slice(2);
+  const json = args.includes("--json");
+  let result: Promise<number> | null = null;
+  if (args.length === 1 && (args[0] === "--version" || args[0] === "-v")) {
+    process.stdout.write(`dropbox ${VERSION}\n`);
+    return EXIT.OK;
+  }
+  try {
+    const cli = buildCli(args, (p) => (result = p));
+    // The option parser drops a bare "-"; carry it through as a marker the commands know.
+    cli.parse(argv.map((a, i) => (i >= 2 && a === "-" ? STDIO_ARG : a)), { run: false });
+    if (cli.options.help || cli.options.version) return EXIT.OK;
+    if (!cli.matchedCommand) {
+      if (args.length === 0) {
+        cli.outputHelp();
+        return EXIT.USAGE;
+      }
+      throw Object.assign(new Error(`unknown command '${args[0]}'`), { name: "CACError" });
+    }
+    cli.runMatchedCommand();
+    return await (result ?? Promise.resolve(EXIT.OK));
+  } catch (err) {
+    return fail(err, json);
+  }
+}

@@ -1,0 +1,32 @@
+/** `dropbox node`: run a storage node. */
+import { intFlag, masterAddress, stringFlag } from "./args";
+import { parsePort } from "../core/address";
+import { invalidArgument } from "../core/errors";
+import { DEFAULT_HEARTBEAT_INTERVAL_MS } from "../core/limits";
+import { runNode } from "../node/run";
+import { untilStopped } from "./signals";
+
+export interface NodeFlags {
+  host?: string;
+  port?: unknown;
+  master?: unknown;
+  dataDir?: unknown;
+  advertise?: unknown;
+  id?: unknown;
+  heartbeatInterval?: unknown;
+}
+
+export async function nodeCommand(flags: NodeFlags, argv: string[]): Promise<number> {
+  const dataDir = stringFlag(argv, "data-dir", flags.dataDir);
+  if (!dataDir) throw invalidArgument("node needs --data-dir DIR");
+  const node = await runNode({
+    host: stringFlag(argv, "host", flags.host) ?? "127.0.0.1",
+    port: parsePort(flags.port ?? 9001, "--port"),
+    master: masterAddress(argv, flags.master),
+    dataDir,
+    advertise: stringFlag(argv, "advertise", flags.advertise),
+    id: stringFlag(argv, "id", flags.id),
+    heartbeatIntervalMs: intFlag(flags.heartbeatInterval ?? DEFAULT_HEARTBEAT_INTERVAL_MS, "heartbeat-interval", 10, 60_000),
+  });
+  return untilStopped(() => node.stop());
+}

@@ -1,0 +1,136 @@
+/**
+ * Downloading one file: one GetManifest for the chunk list and every replica, chunks
+ * fetched in parallel within the in-flight budget, each verified, written in order to a
+ * temp file beside the output and renamed at the end.
+ */
+import { open, rename, unlink, type FileHandle } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { randomBytes } from "node:crypto";
+import { formatHostPort } from "../core/address";
+import { chunkIdOf, contentHashOf } from "../core/chunk-id";
+import { DropboxError, dataLoss, errorMessage, unavailable } from "../core/errors";
+import { CHUNK_RPC_TIMEOUT_MS, CLIENT_INFLIGHT_BUDGET_BYTES } from "../core/limits";
+import { assertName } from "../core/names";
+import type { MasterApi, StoragePool } from "../rpc/client";
+import type { ChunkLocation, FileInfo, StorageNode } from "../rpc/messages";
+
+/** What to download, and where to. */
+export interface DownloadOptions {
+  master: MasterApi;
+  pool: StoragePool;
+  name: string;
+  /** A path, or "-" for stdout. */
+  output: string;
+  onProgress?: (bytes: number) => void;
+}
+
+const addressOf = (node: StorageNode) => formatHostPort(node.host, node.port);
+
+/** Fetches a chunk from the first replica that returns verified bytes. */
+async function fetchChunk(master: MasterApi, pool: StoragePool, location: ChunkLocation): Promise<Buffer> {
+  const failures: string[] = [];
+  let corrupt = false;
+  const tryReplicas = async (replicas: StorageNode[]) => {
+    for (const replica of replicas) {
+      try {
+        const { data } = await pool.get(addressOf(replica)).getChunk({ chunkId: location.chunkId }, CHUNK_RPC_TIMEOUT_MS);
+        if (data.byteLength === location.size && chunkIdOf(data) === location.chunkId) return data;
+        corrupt = true;
+        failures.push(`${replica.nodeId}: returned bytes that do not match the chunk id`);
+      } catch (err) {
+        if (err instanceof DropboxError && err.kind === "DATA_LOSS") corrupt = true;
+        failures.push(`${replica.nodeId}: ${errorMessage(err)}`);
+      }
+    }
+    return null;
+  };
+  const first = await tryReplicas(location.replicas);
+  if (first) return first;
+  // Replicas may have moved since the manifest was read (repair): ask once more.
+  const fresh = await master.requestGetTargets({ chunkIds: [location.chunkId] });
+  const tried = new Set(location.replicas.map((r) => r.nodeId));
+  const second = await tryReplicas((fresh.chunks[0]?.replicas ?? []).filter((r) => !tried.has(r.nodeId)));
+  if (second) return second;
+  const detail = failures.length > 0 ? failures.join("; ") : "no replica is recorded";
+  const message = `chunk ${location.chunkId.slice(0, 12)}… could not be read from any replica (${detail})`;
+  throw corrupt ? dataLoss(message) : unavailable(message);
+}
+
+/** Where the bytes go: a file written in place, or stdout with backpressure. */
+interface Sink {
+  write(data: Buffer): Promise<void>;
+  finish(): Promise<void>;
+  abort(): Promise<void>;
+}
+
+async function fileSink(output: string): Promise<Sink> {
+  const tmpPath = join(dirname(output), `.${basename(output)}.${randomBytes(4).toString("hex")}.dropbox-part`);
+  const handle: FileHandle = await open(tmpPath, "wx", 0o644);
+  return {
+    async write(data) {
+      let written = 0;
+      while (written < data.byteLength) written += (await handle.write(data, written, data.byteLength - written)).bytesWritten;
+    },
+    async finish() {
+      await handle.sync();
+      await handle.close();
+      await rename(tmpPath, output);
+    },
+    async abort() {
+      await handle.close().catch(() => {});
+      await unlink(tmpPath).catch(() => {});
+    },
+  };
+}
+
+function stdoutSink(): Sink {
+  return {
+    write: (data) =>
+      new Promise<void>((resolve, reject) => {
+        process.stdout.write(data, (err) => (err ? reject(err) : resolve()));
+      }),
+    finish: async () => {},
+    abort: async () => {},
+  };
+}
+
+/** Downloads `name` to `output`; a failure leaves no partial output file. */
+export async function downloadFile(options: DownloadOptions): Promise<FileInfo> {
+  const { master, pool } = options;
+  const name = assertName(options.name);
+  const manifest = await master.getManifest({ filename: name });
+  const file = manifest.file!;
+  const total = manifest.chunks.reduce((sum, c) => sum + c.size, 0);
+  if (manifest.chunks.length !== file.chunkCount || total !== file.size || contentHashOf(manifest.chunks.map((c) => c.chunkId)) !== file.contentHash) {
+    throw dataLoss(`the master's manifest of ${name} is inconsistent with its content hash`);
+  }
+
+  const sink = options.output === "-" ? stdoutSink() : await fileSink(options.output);
+  try {
+    const window = Math.max(1, Math.floor(CLIENT_INFLIGHT_BUDGET_BYTES / Math.max(file.chunkSize, 1)));
+    const fetches: Promise<Buffer>[] = [];
+    let next = 0;
+    const startNext = () => {
+      if (next < manifest.chunks.length) {
+        const fetch = fetchChunk(master, pool, manifest.chunks[next++]!);
+        fetch.catch(() => {}); // awaited in order below; avoid an unhandled rejection meanwhile
+        fetches.push(fetch);
+      }
+    };
+    for (let i = 0; i < window; i++) startNext();
+    let done = 0;
+    for (let index = 0; index < manifest.chunks.length; index++) {
+      const data = await fetches[index]!;
+      delete fetches[index]; // release the buffer once written
+      startNext();
+      await sink.write(data);
+      done += data.byteLength;
+      options.onProgress?.(done);
+    }
+    await sink.finish();
+    return file;
+  } catch (err) {
+    await sink.abort();
+    throw err;
+  }
+}

@@ -1,0 +1,210 @@
+/**
+ * Uploading one file: read it chunk by chunk, hash, ask the master where each batch
+ * goes, write every chunk to its targets in parallel, then commit the manifest.
+ * Memory is bounded by the in-flight budget, never by the file size.
+ */
+import { open, type FileHandle } from "node:fs/promises";
+import { formatHostPort } from "../core/address";
+import { chunkIdOf, contentHashOf } from "../core/chunk-id";
+import { DropboxError, errorMessage, invalidArgument, unavailable } from "../core/errors";
+import { CHUNK_RPC_TIMEOUT_MS, CLIENT_INFLIGHT_BUDGET_BYTES, MAX_CHUNK_SIZE_BYTES, MAX_FILE_CHUNKS, MIN_CHUNK_SIZE_BYTES, PUT_RETRY_ATTEMPTS, PUT_TARGETS_BATCH_CHUNKS } from "../core/limits";
+import { assertName } from "../core/names";
+import { Semaphore } from "../core/semaphore";
+import type { MasterApi, StoragePool } from "../rpc/client";
+import type { ChunkRef, FileInfo, Placement, StorageNode } from "../rpc/messages";
+
+/** What to upload, and where. */
+export interface UploadOptions {
+  master: MasterApi;
+  pool: StoragePool;
+  path: string;
+  name: string;
+  chunkSize: number;
+  /** Called with the bytes read and hashed so far. */
+  onProgress?: (bytes: number) => void;
+}
+
+/** What an upload did. */
+export interface UploadResult {
+  file: FileInfo;
+  /** Chunk copies written to nodes. */
+  chunksWritten: number;
+  /** Distinct chunks the cluster already held enough copies of. */
+  chunksDeduplicated: number;
+}
+
+interface Chunk {
+  id: string;
+  data: Buffer;
+}
+
+/** Commit attempts when chunks vanish between placement and commit (concurrent delete and GC). */
+const COMMIT_ATTEMPTS = 3;
+
+const addressOf = (node: StorageNode) => formatHostPort(node.host, node.port);
+
+/** Checks a chunk size against the limits. */
+export function assertUploadChunkSize(size: number): number {
+  if (!Number.isInteger(size) || size < MIN_CHUNK_SIZE_BYTES || size > MAX_CHUNK_SIZE_BYTES) {
+    throw invalidArgument(`--chunk-size must be between 64KiB and 64MiB, got ${size} bytes`);
+  }
+  return size;
+}
+
+async function readChunk(handle: FileHandle, offset: number, length: number, path: string): Promise<Buffer> {
+  const data = Buffer.allocUnsafe(length);
+  let filled = 0;
+  while (filled < length) {
+    const { bytesRead } = await handle.read(data, filled, length - filled, offset + filled);
+    if (bytesRead === 0) throw invalidArgument(`${path} shrank while it was being uploaded`);
+    filled += bytesRead;
+  }
+  return data;
+}
+
+/** One upload's state: where chunks went and what it cost. */
+class Upload {
+  /** chunk id -> nodes this upload wrote it to (each verified the bytes). */
+  readonly stored = new Map<string, string[]>();
+  chunksWritten = 0;
+  chunksDeduplicated = 0;
+
+  constructor(
+    private readonly master: MasterApi,
+    private readonly pool: StoragePool,
+  ) {}
+
+  /** Writes `chunk` to the placement's targets, replacing failed targets until enough nodes hold it. */
+  async place(chunk: Chunk, placement: Placement): Promise<void> {
+    let targets = placement.targets;
+    if (targets.length === 0) {
+      this.chunksDeduplicated++;
+      return;
+    }
+    const holders = [...placement.existingNodeIds];
+    const excluded: string[] = [];
+    for (let attempt = 0; ; attempt++) {
+      const results = await Promise.allSettled(targets.map((t) => this.pool.get(addressOf(t)).putChunk({ chunkId: chunk.id, data: chunk.data }, CHUNK_RPC_TIMEOUT_MS)));
+      let lastError = "";
+      results.forEach((result, i) => {
+        const target = targets[i]!;
+        if (result.status === "fulfilled") {
+          holders.push(target.nodeId);
+          this.stored.set(chunk.id, [...(this.stored.get(chunk.id) ?? []), target.nodeId]);
+          this.chunksWritten++;
+          return;
+        }
+        // A node rejecting our bytes as not matching their id means this client is broken: stop.
+        if (result.reason instanceof DropboxError && result.reason.kind === "INVALID_ARGUMENT") throw result.reason;
+        excluded.push(target.nodeId);
+        lastError = `${target.nodeId} (${addressOf(target)}): ${errorMessage(result.reason)}`;
+      });
+      if (!lastError) return;
+      if (attempt >= PUT_RETRY_ATTEMPTS) throw unavailable(`could not store chunk ${chunk.id.slice(0, 12)}… on enough nodes; last failure: ${lastError}`);
+      const retry = await this.master.requestPutTargets({ chunks: [{ chunkId: chunk.id, size: chunk.data.byteLength, excludeNodeIds: excluded, holderNodeIds: holders }] });
+      targets = retry.placements[0]?.targets ?? [];
+      if (targets.length === 0) return;
+    }
+  }
+
+  /** Asks for targets for a batch and places each chunk, releasing one permit per chunk when it is done. */
+  async placeBatch(batch: Chunk[], permits: Semaphore): Promise<void> {
+    let response;
+    try {
+      response = await this.master.requestPutTargets({ chunks: batch.map((c) => ({ chunkId: c.id, size: c.data.byteLength })) });
+    } catch (err) {
+      for (const _ of batch) permits.release();
+      throw err;
+    }
+    const results = await Promise.allSettled(batch.map((chunk, i) => this.place(chunk, response.placements[i]!).finally(() => permits.release())));
+    const failed = results.find((r) => r.status === "rejected");
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+  }
+}
+
+/** Uploads `path` as `name`; resolves once the manifest is committed. */
+export async function uploadFile(options: UploadOptions): Promise<UploadResult> {
+  const { master, pool, path, chunkSize } = options;
+  const name = assertName(options.name);
+  assertUploadChunkSize(chunkSize);
+  const handle = await open(path, "r");
+  try {
+    const size = (await handle.stat()).size;
+    const chunkCount = Math.ceil(size / chunkSize);
+    if (chunkCount > MAX_FILE_CHUNKS) throw invalidArgument(`${path} would need ${chunkCount} chunks, more than ${MAX_FILE_CHUNKS}; use a larger --chunk-size`);
+
+    const inflightChunks = Math.max(1, Math.floor(CLIENT_INFLIGHT_BUDGET_BYTES / chunkSize));
+    const batchLimit = Math.min(PUT_TARGETS_BATCH_CHUNKS, inflightChunks);
+    const permits = new Semaphore(inflightChunks);
+    const upload = new Upload(master, pool);
+    const chunks: ChunkRef[] = [];
+    const seen = new Set<string>();
+    const work: Promise<void>[] = [];
+    let failure: unknown = null;
+    let batch: Chunk[] = [];
+
+    const dispatch = () => {
+      const current = batch;
+      batch = [];
+      work.push(upload.placeBatch(current, permits).catch((err) => void (failure ??= err)));
+    };
+
+    for (let index = 0; index < chunkCount && !failure; index++) {
+      // Send a partial batch before blocking, so it never waits on its own permits.
+      if (!permits.tryAcquire()) {
+        if (batch.length > 0) dispatch();
+        await permits.acquire();
+      }
+      const offset = index * chunkSize;
+      const data = await readChunk(handle, offset, Math.min(chunkSize, size - offset), path);
+      const id = chunkIdOf(data);
+      chunks.push({ chunkId: id, size: data.byteLength });
+      options.onProgress?.(offset + data.byteLength);
+      if (seen.has(id)) {
+        permits.release();
+        continue;
+      }
+      seen.add(id);
+      batch.push({ id, data });
+      if (batch.length >= batchLimit) dispatch();
+    }
+    if (batch.length > 0) dispatch();
+    await Promise.all(work);
+    if (failure) throw failure;
+
+    const file = await commit(options, upload, handle, name, size, chunks);
+    return { file, chunksWritten: upload.chunksWritten, chunksDeduplicated: upload.chunksDeduplicated };
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Commits the manifest. When the master reports chunks that lost every replica since
+ * placement (a concurrent delete let them be collected), sends them again and retries.
+ */
+async function commit(options: UploadOptions, upload: Upload, handle: FileHandle, name: string, size: number, chunks: ChunkRef[]): Promise<FileInfo> {
+  const { master, chunkSize, path } = options;
+  const contentHash = contentHashOf(chunks.map((c) => c.chunkId));
+  for (let attempt = 0; attempt < COMMIT_ATTEMPTS; attempt++) {
+    const response = await master.announceManifest({
+      filename: name,
+      size,
+      chunkSize,
+      contentHash,
+      chunks,
+      stored: [...upload.stored].map(([chunkId, nodeIds]) => ({ chunkId, nodeIds })),
+    });
+    if (response.status === "OK" && response.file) return response.file;
+    for (const missingId of response.missingChunkIds) {
+      const index = chunks.findIndex((c) => c.chunkId === missingId);
+      if (index < 0) throw unavailable(`master reported chunk ${missingId} missing, which is not part of ${name}`);
+      const data = await readChunk(handle, index * chunkSize, chunks[index]!.size, path);
+      if (chunkIdOf(data) !== missingId) throw invalidArgument(`${path} changed while it was being uploaded`);
+      upload.stored.delete(missingId);
+      const placement = await master.requestPutTargets({ chunks: [{ chunkId: missingId, size: data.byteLength }] });
+      await upload.place({ id: missingId, data }, { ...placement.placements[0]!, existingNodeIds: [] });
+    }
+  }
+  throw unavailable(`could not commit ${name}: its chunks kept disappearing (concurrent deletes?)`);
+}

@@ -1,0 +1,29 @@
+/** HOST:PORT addresses as flags and messages carry them. */
+import { invalidArgument } from "./errors";
+
+/** A parsed network address. */
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** Parses `HOST:PORT` (or `[v6]:PORT`); throws INVALID_ARGUMENT with the reason. */
+export function parseHostPort(text: string, what = "address"): HostPort {
+  const match = /^(?:\[([^\]]+)\]|([^:\s]+)):(\d{1,5})$/.exec(text.trim());
+  if (!match) throw invalidArgument(`${what} must look like HOST:PORT, got ${JSON.stringify(text)}`);
+  const port = Number(match[3]);
+  if (port < 1 || port > 65535) throw invalidArgument(`${what} port must be 1-65535, got ${port}`);
+  return { host: match[1] ?? match[2]!, port };
+}
+
+/** Formats an address for gRPC to dial, bracketing IPv6 literals. */
+export function formatHostPort(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** Parses a port number flag (0 lets the OS choose). */
+export function parsePort(value: unknown, what = "port"): number {
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalidArgument(`${what} must be an integer 0-65535, got ${JSON.stringify(value)}`);
+  return port;
+}

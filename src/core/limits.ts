@@ -1,0 +1,56 @@
+/** Every limit of the system, named with its unit, each with the reason for its value. */
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/** Default chunk size: large enough that gRPC framing cost is small, equal to Dropbox's block size so content hashes match theirs. */
+export const DEFAULT_CHUNK_SIZE_BYTES = 4 * MiB;
+/** Smallest chunk an upload may ask for: below this, per-chunk metadata dominates. */
+export const MIN_CHUNK_SIZE_BYTES = 64 * KiB;
+/** Largest chunk: bounds the memory one in-flight chunk may take on every process. */
+export const MAX_CHUNK_SIZE_BYTES = 64 * MiB;
+/** Largest gRPC message any process accepts: one maximal chunk plus room for its envelope. */
+export const MAX_MESSAGE_BYTES = MAX_CHUNK_SIZE_BYTES + 1 * MiB;
+/** Bytes of chunk data a client keeps in flight per transfer; with the default chunk size this is 8 chunks. */
+export const CLIENT_INFLIGHT_BUDGET_BYTES = 32 * MiB;
+/** Chunks per RequestPutTargets batch: one round trip per batch instead of per chunk. */
+export const PUT_TARGETS_BATCH_CHUNKS = 16;
+/** Attempts to place one chunk on a fresh node after a target failed before the upload gives up. */
+export const PUT_RETRY_ATTEMPTS = 4;
+/** Chunks a single file may have: bounds manifest messages and master memory per request (1 TiB at 4 MiB chunks). */
+export const MAX_FILE_CHUNKS = 262_144;
+/** Largest file name in UTF-8 bytes, as in S3 keys. */
+export const MAX_NAME_BYTES = 1024;
+/** Files returned per ListFiles call; the client pages past it. */
+export const LIST_PAGE_FILES = 1000;
+/** Replication factors the master accepts. */
+export const MIN_REPLICATION = 1;
+export const MAX_REPLICATION = 7;
+/** Default replication factor, as in the seed. */
+export const DEFAULT_REPLICATION = 2;
+
+/** How often a node reports to the master. */
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = 1000;
+/** Silence after which the master declares a node dead and stops placing on it. */
+export const DEFAULT_NODE_TIMEOUT_MS = 10_000;
+/** Delay between a node's attempts to register while the master is not answering. */
+export const REGISTER_RETRY_INTERVAL_MS = 250;
+/** Deadline for metadata RPCs: they touch only the master's database. */
+export const METADATA_RPC_TIMEOUT_MS = 30_000;
+/** Deadline for moving one chunk: a 64 MiB chunk at a slow 10 MiB/s still fits. */
+export const CHUNK_RPC_TIMEOUT_MS = 60_000;
+/** Deadline for a client's first contact with the master, so an unreachable master fails fast. */
+export const CONNECT_TIMEOUT_MS = 5_000;
+/** Nodes with less free space than this get no new chunks. */
+export const MIN_FREE_BYTES_FOR_PLACEMENT = 256 * MiB;
+/** HTTP/2 flow-control window per connection: large windows keep multi-MiB messages streaming without stalls. */
+export const FLOW_CONTROL_WINDOW_BYTES = 16 * MiB;
+
+/** Default master port, as in the seed. */
+export const DEFAULT_MASTER_PORT = 9000;
+/** Default master address for clients. */
+export const DEFAULT_MASTER_ADDRESS = `127.0.0.1:${DEFAULT_MASTER_PORT}`;
+
+if (MAX_MESSAGE_BYTES <= MAX_CHUNK_SIZE_BYTES) throw new Error("limits: a message must fit a whole chunk");
+if (CLIENT_INFLIGHT_BUDGET_BYTES < DEFAULT_CHUNK_SIZE_BYTES) throw new Error("limits: the in-flight budget must fit one default chunk");
+if (DEFAULT_NODE_TIMEOUT_MS < 3 * DEFAULT_HEARTBEAT_INTERVAL_MS) throw new Error("limits: node timeout must span several heartbeats");

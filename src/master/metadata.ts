@@ -1,0 +1,230 @@
+/**
+ * The master's durable metadata in SQLite (WAL): files as ordered chunk lists,
+ * chunks with their replicas, and the node registry. Every change is one transaction.
+ */
+import { Database } from "bun:sqlite";
+import type { ChunkRef, FileInfo } from "../rpc/messages";
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS nodes (
+  id TEXT PRIMARY KEY,
+  host TEXT NOT NULL,
+  port INTEGER NOT NULL,
+  registered_at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS files (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  size INTEGER NOT NULL,
+  chunk_size INTEGER NOT NULL,
+  chunk_count INTEGER NOT NULL,
+  content_hash TEXT NOT NULL,
+  created_at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS file_chunks (
+  file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+  idx INTEGER NOT NULL,
+  chunk_id TEXT NOT NULL,
+  PRIMARY KEY (file_id, idx)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS file_chunks_by_chunk ON file_chunks(chunk_id);
+CREATE TABLE IF NOT EXISTS chunks (
+  id TEXT PRIMARY KEY,
+  size INTEGER NOT NULL,
+  created_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS replicas (
+  chunk_id TEXT NOT NULL,
+  node_id TEXT NOT NULL,
+  added_at_ms INTEGER NOT NULL,
+  PRIMARY KEY (chunk_id, node_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS replicas_by_node ON replicas(node_id, chunk_id);
+`;
+
+/** A registered node as persisted. */
+export interface NodeRow {
+  id: string;
+  host: string;
+  port: number;
+  registered_at_ms: number;
+}
+
+interface FileRow {
+  id: number;
+  name: string;
+  size: number;
+  chunk_size: number;
+  chunk_count: number;
+  content_hash: string;
+  created_at_ms: number;
+}
+
+/** A new version of a file to commit. */
+export interface NewFile {
+  name: string;
+  size: number;
+  chunkSize: number;
+  contentHash: string;
+  chunks: ChunkRef[];
+  /** chunk id -> nodes this upload wrote it to. */
+  stored: Map<string, string[]>;
+}
+
+/** The outcome of a commit: the file, or the chunks that have no replica any more. */
+export type CommitResult = { file: FileInfo; missing?: undefined } | { missing: string[]; file?: undefined };
+
+function toFileInfo(row: FileRow): FileInfo {
+  return {
+    name: row.name,
+    size: row.size,
+    chunkCount: row.chunk_count,
+    chunkSize: row.chunk_size,
+    contentHash: row.content_hash,
+    createdAtMs: row.created_at_ms,
+  };
+}
+
+/** Owns the SQLite database of one master. */
+export class Metadata {
+  private readonly db: Database;
+
+  constructor(path: string) {
+    this.db = new Database(path, { create: true, strict: true });
+    // FULL: an acknowledged commit survives power loss, not only a killed process.
+    this.db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;");
+    this.db.exec(SCHEMA);
+  }
+
+  close() {
+    this.db.close();
+  }
+
+  upsertNode(id: string, host: string, port: number, nowMs: number) {
+    this.db
+      .query("INSERT INTO nodes (id, host, port, registered_at_ms) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(id) DO UPDATE SET host = ?2, port = ?3")
+      .run(id, host, port, nowMs);
+  }
+
+  nodes(): NodeRow[] {
+    return this.db.query("SELECT id, host, port, registered_at_ms FROM nodes ORDER BY id").all() as NodeRow[];
+  }
+
+  /** node ids recorded as holding each of `chunkIds` (absent key: chunk unknown). */
+  replicasOf(chunkIds: string[]): Map<string, string[]> {
+    const result = new Map<string, string[]>();
+    const chunkQuery = this.db.query("SELECT id FROM chunks WHERE id = ?");
+    const replicaQuery = this.db.query("SELECT node_id FROM replicas WHERE chunk_id = ?");
+    for (const id of chunkIds) {
+      if (result.has(id) || !chunkQuery.get(id)) continue;
+      result.set(id, (replicaQuery.all(id) as { node_id: string }[]).map((r) => r.node_id));
+    }
+    return result;
+  }
+
+  /** Sizes recorded for known chunks. */
+  chunkSize(chunkId: string): number | null {
+    const row = this.db.query("SELECT size FROM chunks WHERE id = ?").get(chunkId) as { size: number } | null;
+    return row ? row.size : null;
+  }
+
+  /**
+   * Records where the upload wrote its chunks and points `name` at the new chunk list, in
+   * one transaction: readers see the old file or the new one, never a mix. Nothing is
+   * committed when any chunk has no replica left.
+   */
+  commitFile(file: NewFile, nowMs: number): CommitResult {
+    return this.db.transaction((): CommitResult => {
+      const insertChunk = this.db.query("INSERT OR IGNORE INTO chunks (id, size, created_at_ms) VALUES (?, ?, ?)");
+      const insertReplica = this.db.query("INSERT OR IGNORE INTO replicas (chunk_id, node_id, added_at_ms) VALUES (?, ?, ?)");
+      const sizes = new Map(file.chunks.map((c) => [c.chunkId, c.size]));
+      for (const [chunkId, nodeIds] of file.stored) {
+        insertChunk.run(chunkId, sizes.get(chunkId)!, nowMs);
+        for (const nodeId of nodeIds) insertReplica.run(chunkId, nodeId, nowMs);
+      }
+      const hasReplica = this.db.query("SELECT 1 FROM replicas WHERE chunk_id = ? LIMIT 1");
+      const missing = [...sizes.keys()].filter((id) => !hasReplica.get(id));
+      if (missing.length > 0) throw new MissingChunks(missing);
+
+      this.db.query("DELETE FROM files WHERE name = ?").run(file.name);
+      const row = this.db
+        .query("INSERT INTO files (name, size, chunk_size, chunk_count, content_hash, created_at_ms) VALUES (?, ?, ?, ?, ?, ?) RETURNING *")
+        .get(file.name, file.size, file.chunkSize, file.chunks.length, file.contentHash, nowMs) as FileRow;
+      const insertFileChunk = this.db.query("INSERT INTO file_chunks (file_id, idx, chunk_id) VALUES (?, ?, ?)");
+      file.chunks.forEach((chunk, idx) => insertFileChunk.run(row.id, idx, chunk.chunkId));
+      return { file: toFileInfo(row) };
+    }).immediate();
+  }
+
+  /** Commits, turning an aborted transaction over missing chunks into a result. */
+  commit(file: NewFile, nowMs: number): CommitResult {
+    try {
+      return this.commitFile(file, nowMs);
+    } catch (err) {
+      if (err instanceof MissingChunks) return { missing: err.chunkIds };
+      throw err;
+    }
+  }
+
+  /** A file with its chunks in order and every replica of each, read in one go. */
+  manifest(name: string): { file: FileInfo; chunks: ChunkRef[]; replicas: Map<string, string[]> } | null {
+    return this.db.transaction(() => {
+      const row = this.db.query("SELECT * FROM files WHERE name = ?").get(name) as FileRow | null;
+      if (!row) return null;
+      const chunks = (
+        this.db.query("SELECT fc.chunk_id AS chunkId, c.size AS size FROM file_chunks fc JOIN chunks c ON c.id = fc.chunk_id WHERE fc.file_id = ? ORDER BY fc.idx").all(row.id) as ChunkRef[]
+      );
+      const replicas = new Map<string, string[]>();
+      const rows = this.db
+        .query("SELECT DISTINCT r.chunk_id AS chunkId, r.node_id AS nodeId FROM file_chunks fc JOIN replicas r ON r.chunk_id = fc.chunk_id WHERE fc.file_id = ?")
+        .all(row.id) as { chunkId: string; nodeId: string }[];
+      for (const r of rows) {
+        const list = replicas.get(r.chunkId);
+        if (list) list.push(r.nodeId);
+        else replicas.set(r.chunkId, [r.nodeId]);
+      }
+      return { file: toFileInfo(row), chunks, replicas };
+    }).deferred();
+  }
+
+  /** Up to `limit` files whose names start with `prefix`, after `startAfter`, by name. */
+  listFiles(prefix: string, startAfter: string, limit: number): { files: FileInfo[]; truncated: boolean } {
+    // BINARY collation compares UTF-8 bytes; U+10FFFF sorts after anything that can follow the prefix.
+    const upper = `${prefix}\u{10FFFF}`;
+    const rows = this.db
+      .query("SELECT * FROM files WHERE name >= ?1 AND name < ?2 AND name > ?3 ORDER BY name LIMIT ?4")
+      .all(prefix, upper, startAfter, limit + 1) as FileRow[];
+    return { files: rows.slice(0, limit).map(toFileInfo), truncated: rows.length > limit };
+  }
+
+  /** Removes a name; its chunks stay until garbage collection. Returns what was deleted. */
+  deleteFile(name: string): FileInfo | null {
+    const row = this.db.query("DELETE FROM files WHERE name = ? RETURNING *").get(name) as FileRow | null;
+    return row ? toFileInfo(row) : null;
+  }
+
+  counts(): { files: number; chunks: number } {
+    const files = (this.db.query("SELECT COUNT(*) AS n FROM files").get() as { n: number }).n;
+    const chunks = (this.db.query("SELECT COUNT(*) AS n FROM chunks").get() as { n: number }).n;
+    return { files, chunks };
+  }
+
+  /** Referenced chunks with fewer than `replication` replicas on the given live nodes. */
+  underReplicatedCount(liveNodeIds: string[], replication: number): number {
+    const placeholders = liveNodeIds.map(() => "?").join(",") || "NULL";
+    const row = this.db
+      .query(
+        `SELECT COUNT(*) AS n FROM (SELECT c.id FROM chunks c WHERE EXISTS (SELECT 1 FROM file_chunks fc WHERE fc.chunk_id = c.id)
+           AND (SELECT COUNT(*) FROM replicas r WHERE r.chunk_id = c.id AND r.node_id IN (${placeholders})) < ?)`,
+      )
+      .get(...liveNodeIds, replication) as { n: number };
+    return row.n;
+  }
+}
+
+/** Aborts a commit transaction when chunks have no replica. */
+class MissingChunks extends Error {
+  constructor(readonly chunkIds: string[]) {
+    super(`${chunkIds.length} chunks missing`);
+  }
+}

@@ -1,0 +1,204 @@
+/** MasterService handlers: validate every request, then consult or change the metadata. */
+import type * as grpc from "@grpc/grpc-js";
+import { assertChunkId, contentHashOf } from "../core/chunk-id";
+import { failedPrecondition, invalidArgument, notFound } from "../core/errors";
+import type { Log } from "../core/log";
+import { LIST_PAGE_FILES, MAX_CHUNK_SIZE_BYTES, MAX_FILE_CHUNKS, MIN_CHUNK_SIZE_BYTES, MIN_FREE_BYTES_FOR_PLACEMENT } from "../core/limits";
+import { assertName, assertPrefix } from "../core/names";
+import { VERSION } from "../core/version";
+import type * as m from "../rpc/messages";
+import { unary } from "../rpc/server";
+import type { Metadata } from "./metadata";
+import { NodeRegistry, type NodeState } from "./node-registry";
+import { pickWeighted } from "./placement";
+
+/** What the master service needs. */
+export interface MasterContext {
+  metadata: Metadata;
+  registry: NodeRegistry;
+  replication: number;
+  startedAtMs: number;
+  log: Log;
+}
+
+const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+function assertNodeId(id: unknown): string {
+  if (typeof id !== "string" || !NODE_ID_PATTERN.test(id)) throw invalidArgument(`node id must be 1-64 letters, digits, '.', '_' or '-'`);
+  return id;
+}
+
+function assertUsage(r: m.NodeUsage) {
+  for (const key of ["capacityBytes", "freeBytes", "usedBytes", "chunkCount"] as const) {
+    if (!Number.isSafeInteger(r[key]) || r[key] < 0) throw invalidArgument(`${key} must be a non-negative integer`);
+  }
+}
+
+function assertChunkSize(size: unknown, what: string): number {
+  if (typeof size !== "number" || !Number.isSafeInteger(size) || size < 1 || size > MAX_CHUNK_SIZE_BYTES) {
+    throw invalidArgument(`${what} must be 1 to ${MAX_CHUNK_SIZE_BYTES} bytes`);
+  }
+  return size;
+}
+
+/** Orders replicas live first, spreading reads across live holders. */
+function orderReplicas(ctx: MasterContext, nodeIds: string[], nowMs: number): m.StorageNode[] {
+  const known = nodeIds.map((id) => ctx.registry.get(id)).filter((n): n is NodeState => n !== undefined);
+  const scored = known.map((n) => ({ n, score: (ctx.registry.isAlive(n, nowMs) ? 0 : 2) + Math.random() }));
+  scored.sort((a, b) => a.score - b.score);
+  return scored.map((s) => NodeRegistry.address(s.n));
+}
+
+/** The MasterService implementation. */
+export function masterService(ctx: MasterContext): grpc.UntypedServiceImplementation {
+  const { metadata, registry, log } = ctx;
+
+  const validateManifest = (r: m.ManifestRequest) => {
+    const name = assertName(r.filename);
+    if (!Number.isSafeInteger(r.chunkSize) || r.chunkSize < MIN_CHUNK_SIZE_BYTES || r.chunkSize > MAX_CHUNK_SIZE_BYTES) {
+      throw invalidArgument(`chunk size must be ${MIN_CHUNK_SIZE_BYTES} to ${MAX_CHUNK_SIZE_BYTES} bytes`);
+    }
+    if (r.chunks.length > MAX_FILE_CHUNKS) throw invalidArgument(`a file may have at most ${MAX_FILE_CHUNKS} chunks; use a larger --chunk-size`);
+    let total = 0;
+    r.chunks.forEach((chunk, index) => {
+      assertChunkId(chunk.chunkId);
+      assertChunkSize(chunk.size, "chunk size");
+      const last = index === r.chunks.length - 1;
+      if (last ? chunk.size > r.chunkSize : chunk.size !== r.chunkSize) throw invalidArgument(`chunk ${index} has size ${chunk.size}, which does not fit chunk size ${r.chunkSize}`);
+      const recorded = metadata.chunkSize(chunk.chunkId);
+      if (recorded !== null && recorded !== chunk.size) throw invalidArgument(`chunk ${chunk.chunkId} is ${recorded} bytes, not ${chunk.size}`);
+      total += chunk.size;
+    });
+    if (total !== r.size) throw invalidArgument(`chunk sizes add up to ${total} bytes, not the file size ${r.size}`);
+    const expectedHash = contentHashOf(r.chunks.map((c) => c.chunkId));
+    if (r.contentHash !== expectedHash) throw invalidArgument("content hash does not match the chunk list");
+    const inFile = new Set(r.chunks.map((c) => c.chunkId));
+    const stored = new Map<string, string[]>();
+    for (const entry of r.stored) {
+      assertChunkId(entry.chunkId);
+      if (!inFile.has(entry.chunkId)) throw invalidArgument(`stored chunk ${entry.chunkId} is not part of the file`);
+      for (const nodeId of entry.nodeIds) if (!registry.get(nodeId)) throw invalidArgument(`unknown node ${JSON.stringify(nodeId)}`);
+      stored.set(entry.chunkId, [...new Set([...(stored.get(entry.chunkId) ?? []), ...entry.nodeIds])]);
+    }
+    return { name, stored };
+  };
+
+  return {
+    RegisterNode: unary<m.RegisterRequest, m.RegisterResponse>((r) => {
+      const id = assertNodeId(r.nodeId);
+      if (!r.host || r.host.length > 255 || /[\s/]/.test(r.host)) throw invalidArgument("host must be a hostname or IP address");
+      if (!Number.isInteger(r.port) || r.port < 1 || r.port > 65535) throw invalidArgument("port must be 1-65535");
+      assertUsage(r);
+      registry.register(id, r.host, r.port, r, Date.now());
+      log(`node ${id} registered at ${r.host}:${r.port}`);
+      return { status: "OK", heartbeatIntervalMs: 0 };
+    }, log),
+
+    Heartbeat: unary<m.HeartbeatRequest, m.HeartbeatResponse>((r) => {
+      const id = assertNodeId(r.nodeId);
+      assertUsage(r);
+      return { known: registry.heartbeat(id, r, Date.now()) };
+    }, log),
+
+    RequestPutTargets: unary<m.PutTargetsRequest, m.PutTargetsResponse>((r) => {
+      if (r.chunks.length > MAX_FILE_CHUNKS) throw invalidArgument(`at most ${MAX_FILE_CHUNKS} chunks per request`);
+      const now = Date.now();
+      const live = registry.live(now);
+      const liveIds = new Set(live.map((n) => n.id));
+      const roomy = live.filter((n) => n.capacityBytes === 0 || n.freeBytes >= MIN_FREE_BYTES_FOR_PLACEMENT);
+      const known = metadata.replicasOf(r.chunks.map((c) => assertChunkId(c.chunkId)));
+      const placements = r.chunks.map((want): m.Placement => {
+        assertChunkSize(want.size, "chunk size");
+        const existing = (known.get(want.chunkId) ?? []).filter((id) => liveIds.has(id));
+        const holders = new Set([...existing, ...(want.holderNodeIds ?? [])]);
+        const needed = ctx.replication - holders.size;
+        if (needed <= 0) return { chunkId: want.chunkId, targets: [], existingNodeIds: existing };
+        const excluded = new Set(want.excludeNodeIds ?? []);
+        const candidates = roomy.filter((n) => !holders.has(n.id) && !excluded.has(n.id));
+        if (candidates.length < needed) {
+          throw failedPrecondition(
+            `cannot place chunk on ${ctx.replication} nodes: ${live.length} live node(s), ${roomy.length} with free space, ${holders.size} already holding it, ${excluded.size} failed`,
+          );
+        }
+        const chosen = pickWeighted(candidates, needed).map((c) => NodeRegistry.address(registry.get(c.id)!));
+        return { chunkId: want.chunkId, targets: chosen, existingNodeIds: existing };
+      });
+      return { placements, replication: ctx.replication };
+    }, log),
+
+    AnnounceManifest: unary<m.ManifestRequest, m.ManifestResponse>((r) => {
+      const { name, stored } = validateManifest(r);
+      const result = metadata.commit({ name, size: r.size, chunkSize: r.chunkSize, contentHash: r.contentHash, chunks: r.chunks, stored }, Date.now());
+      if (result.missing) return { status: "MISSING_CHUNKS", missingChunkIds: result.missing, file: null };
+      log(`committed ${name} (${r.size} bytes, ${r.chunks.length} chunks)`);
+      return { status: "OK", missingChunkIds: [], file: result.file };
+    }, log),
+
+    ListFiles: unary<m.ListFilesRequest, m.ListFilesResponse>((r) => {
+      const prefix = assertPrefix(r.prefix);
+      const startAfter = typeof r.startAfter === "string" ? r.startAfter : "";
+      const limit = r.limit && r.limit > 0 ? Math.min(r.limit, LIST_PAGE_FILES) : LIST_PAGE_FILES;
+      return metadata.listFiles(prefix, startAfter, limit);
+    }, log),
+
+    GetManifest: unary<m.GetManifestRequest, m.GetManifestResponse>((r) => {
+      const name = assertName(r.filename);
+      const manifest = metadata.manifest(name);
+      if (!manifest) throw notFound(`no such file: ${name}`);
+      const now = Date.now();
+      const ordered = new Map<string, m.StorageNode[]>();
+      const chunks = manifest.chunks.map((c) => {
+        let replicas = ordered.get(c.chunkId);
+        if (!replicas) {
+          replicas = orderReplicas(ctx, manifest.replicas.get(c.chunkId) ?? [], now);
+          ordered.set(c.chunkId, replicas);
+        }
+        return { chunkId: c.chunkId, size: c.size, replicas };
+      });
+      return { file: manifest.file, chunks };
+    }, log),
+
+    RequestGetTargets: unary<m.GetTargetsRequest, m.GetTargetsResponse>((r) => {
+      if (r.chunkIds.length > MAX_FILE_CHUNKS) throw invalidArgument(`at most ${MAX_FILE_CHUNKS} chunks per request`);
+      const ids = r.chunkIds.map((id) => assertChunkId(id));
+      const replicas = metadata.replicasOf(ids);
+      const now = Date.now();
+      return {
+        chunks: ids.map((id) => ({ chunkId: id, size: metadata.chunkSize(id) ?? 0, replicas: orderReplicas(ctx, replicas.get(id) ?? [], now) })),
+      };
+    }, log),
+
+    DeleteFile: unary<m.DeleteFileRequest, m.DeleteFileResponse>((r) => {
+      const name = assertName(r.filename);
+      const file = metadata.deleteFile(name);
+      if (!file) throw notFound(`no such file: ${name}`);
+      log(`deleted ${name}`);
+      return { file };
+    }, log),
+
+    GetClusterStatus: unary<object, m.ClusterStatusResponse>(() => {
+      const now = Date.now();
+      const nodes = registry.all().map((n) => ({
+        node: NodeRegistry.address(n),
+        alive: registry.isAlive(n, now),
+        lastHeartbeatMs: n.lastHeartbeatMs,
+        registeredAtMs: n.registeredAtMs,
+        capacityBytes: n.capacityBytes,
+        freeBytes: n.freeBytes,
+        usedBytes: n.usedBytes,
+        chunkCount: n.chunkCount,
+      }));
+      const counts = metadata.counts();
+      const liveIds = registry.live(now).map((n) => n.id);
+      return {
+        nodes,
+        replication: ctx.replication,
+        fileCount: counts.files,
+        chunkCount: counts.chunks,
+        underReplicatedChunks: metadata.underReplicatedCount(liveIds, ctx.replication),
+        masterStartedAtMs: ctx.startedAtMs,
+        version: VERSION,
+      };
+    }, log),
+  };
+}

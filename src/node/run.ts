@@ -1,0 +1,107 @@
+/** The storage node role: serve chunks, register with the master, report on an interval. */
+import { hostname } from "node:os";
+import { readFile, writeFile, mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import { formatHostPort, parseHostPort } from "../core/address";
+import { errorMessage, invalidArgument } from "../core/errors";
+import { makeLog } from "../core/log";
+import { REGISTER_RETRY_INTERVAL_MS } from "../core/limits";
+import { VERSION } from "../core/version";
+import { MasterApi } from "../rpc/client";
+import { StorageServiceClient } from "../rpc/proto";
+import { startServer } from "../rpc/server";
+import { ChunkStore } from "./chunk-store";
+import { storageService } from "./service";
+
+/** What a node needs to run. */
+export interface NodeOptions {
+  host: string;
+  port: number;
+  master: string;
+  dataDir: string;
+  advertise?: string;
+  id?: string;
+  heartbeatIntervalMs: number;
+}
+
+/** A running node. */
+export interface RunningNode {
+  port: number;
+  stop(): Promise<void>;
+}
+
+const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** The node's id: given, or persisted in the data dir so a restarted node is recognised. */
+async function resolveNodeId(dataDir: string, given?: string): Promise<string> {
+  const file = join(dataDir, "node-id");
+  const stored = await readFile(file, "utf8").then((t) => t.trim(), () => undefined);
+  if (given !== undefined) {
+    if (!NODE_ID_PATTERN.test(given)) throw invalidArgument(`--id must be 1-64 letters, digits, '.', '_' or '-', got ${JSON.stringify(given)}`);
+    if (stored && stored !== given) throw invalidArgument(`data dir ${dataDir} belongs to node ${stored}, not ${given}`);
+    if (!stored) await writeFile(file, `${given}\n`, { mode: 0o600 });
+    return given;
+  }
+  if (stored) return stored;
+  const id = `node-${randomBytes(4).toString("hex")}`;
+  await writeFile(file, `${id}\n`, { mode: 0o600 });
+  return id;
+}
+
+/** Starts a node and returns once it serves; registration continues in the background until the master answers. */
+export async function runNode(options: NodeOptions): Promise<RunningNode> {
+  await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
+  const nodeId = await resolveNodeId(options.dataDir, options.id);
+  const log = makeLog(`node[${nodeId}]`);
+  const store = await ChunkStore.open(options.dataDir, log);
+  const server = await startServer(options.host, options.port, [{ name: "dropbox.StorageService", definition: StorageServiceClient.service, implementation: storageService(store, log) }], log);
+
+  const wildcard = options.host === "0.0.0.0" || options.host === "::";
+  const advertised = options.advertise ? parseHostPort(options.advertise, "--advertise") : { host: wildcard ? hostname() : options.host, port: server.port };
+  const master = new MasterApi(options.master);
+  log(`listening on ${formatHostPort(options.host, server.port)}, advertised as ${formatHostPort(advertised.host, advertised.port)}, data in ${options.dataDir}`);
+
+  let stopped = false;
+  let registered = false;
+  let masterReachable = true;
+  let timer: ReturnType<typeof setTimeout> | null = null;
+
+  const register = async () => {
+    const usage = await store.usage();
+    await master.registerNode({ nodeId, host: advertised.host, port: advertised.port, version: VERSION, ...usage }, REGISTER_RETRY_INTERVAL_MS * 4);
+    registered = true;
+    log(`registered with master ${options.master}`);
+  };
+
+  // One loop for both registering and heartbeating, so there is never more than one call in flight.
+  const tick = async () => {
+    try {
+      if (!registered) await register();
+      else {
+        const response = await master.heartbeat({ nodeId, ...(await store.usage()) }, options.heartbeatIntervalMs * 4);
+        if (!response.known) {
+          registered = false;
+          await register();
+        }
+      }
+      if (!masterReachable) log(`master ${options.master} reachable again`);
+      masterReachable = true;
+    } catch (err) {
+      if (masterReachable) log(`master ${options.master} not answering (${errorMessage(err)}); retrying`);
+      masterReachable = false;
+    }
+    if (!stopped) timer = setTimeout(tick, registered ? options.heartbeatIntervalMs : REGISTER_RETRY_INTERVAL_MS);
+  };
+  void tick();
+
+  return {
+    port: server.port,
+    async stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      await server.shutdown();
+      master.close();
+    },
+  };
+}

@@ -1,0 +1,98 @@
+/** gRPC client plumbing: channel options, typed calls with deadlines, and a pool of node channels. */
+import * as grpc from "@grpc/grpc-js";
+import { FLOW_CONTROL_WINDOW_BYTES, MAX_MESSAGE_BYTES, METADATA_RPC_TIMEOUT_MS } from "../core/limits";
+import { HealthClient, MasterServiceClient, StorageServiceClient } from "./proto";
+import type * as m from "./messages";
+import { fromServiceError } from "./status";
+
+/** Channel options: whole chunks in both directions, and a wide flow-control window for throughput. */
+const CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+  "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+  "grpc-node.flow_control_window": FLOW_CONTROL_WINDOW_BYTES,
+  "grpc.initial_reconnect_backoff_ms": 100,
+  "grpc.max_reconnect_backoff_ms": 1000,
+};
+
+type AnyClient = grpc.Client & Record<string, Function>;
+
+/** Calls a unary method with a deadline; failures become typed errors naming `address`. */
+function callUnary<Req, Res>(client: AnyClient, method: string, request: Req, address: string, timeoutMs: number): Promise<Res> {
+  return new Promise<Res>((resolve, reject) => {
+    client[method]!(request, { deadline: Date.now() + timeoutMs }, (err: grpc.ServiceError | null, response: Res) => {
+      if (err) reject(fromServiceError(err, address));
+      else resolve(response);
+    });
+  });
+}
+
+/** Typed calls to a master. */
+export class MasterApi {
+  private readonly client: AnyClient;
+
+  constructor(readonly address: string) {
+    this.client = new MasterServiceClient(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS) as unknown as AnyClient;
+  }
+
+  private call<Req, Res>(method: string, request: Req, timeoutMs = METADATA_RPC_TIMEOUT_MS): Promise<Res> {
+    return callUnary(this.client, method, request, `master ${this.address}`, timeoutMs);
+  }
+
+  registerNode = (r: m.RegisterRequest, timeoutMs?: number) => this.call<m.RegisterRequest, m.RegisterResponse>("RegisterNode", r, timeoutMs);
+  heartbeat = (r: m.HeartbeatRequest, timeoutMs?: number) => this.call<m.HeartbeatRequest, m.HeartbeatResponse>("Heartbeat", r, timeoutMs);
+  requestPutTargets = (r: m.PutTargetsRequest) => this.call<m.PutTargetsRequest, m.PutTargetsResponse>("RequestPutTargets", r);
+  announceManifest = (r: m.ManifestRequest) => this.call<m.ManifestRequest, m.ManifestResponse>("AnnounceManifest", r);
+  listFiles = (r: m.ListFilesRequest) => this.call<m.ListFilesRequest, m.ListFilesResponse>("ListFiles", r);
+  getManifest = (r: m.GetManifestRequest) => this.call<m.GetManifestRequest, m.GetManifestResponse>("GetManifest", r);
+  requestGetTargets = (r: m.GetTargetsRequest) => this.call<m.GetTargetsRequest, m.GetTargetsResponse>("RequestGetTargets", r);
+  deleteFile = (r: m.DeleteFileRequest) => this.call<m.DeleteFileRequest, m.DeleteFileResponse>("DeleteFile", r);
+  getClusterStatus = (timeoutMs?: number) => this.call<object, m.ClusterStatusResponse>("GetClusterStatus", {}, timeoutMs);
+
+  close() {
+    this.client.close();
+  }
+}
+
+/** Typed calls to one storage node. */
+export class StorageApi {
+  private readonly client: AnyClient;
+
+  constructor(readonly address: string) {
+    this.client = new StorageServiceClient(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS) as unknown as AnyClient;
+  }
+
+  putChunk = (r: m.PutChunkRequest, timeoutMs: number) => callUnary<m.PutChunkRequest, m.PutChunkResponse>(this.client, "PutChunk", r, `node ${this.address}`, timeoutMs);
+  getChunk = (r: m.GetChunkRequest, timeoutMs: number) => callUnary<m.GetChunkRequest, m.GetChunkResponse>(this.client, "GetChunk", r, `node ${this.address}`, timeoutMs);
+
+  close() {
+    this.client.close();
+  }
+}
+
+/** One channel per node address for the life of a process; closing the pool closes them all. */
+export class StoragePool {
+  private readonly byAddress = new Map<string, StorageApi>();
+
+  get(address: string): StorageApi {
+    let api = this.byAddress.get(address);
+    if (!api) {
+      api = new StorageApi(address);
+      this.byAddress.set(address, api);
+    }
+    return api;
+  }
+
+  close() {
+    for (const api of this.byAddress.values()) api.close();
+    this.byAddress.clear();
+  }
+}
+
+/** Asks a server's standard health service whether it serves; false on any failure. */
+export function checkHealth(address: string, timeoutMs: number): Promise<boolean> {
+  const client = new HealthClient(address, grpc.credentials.createInsecure()) as unknown as AnyClient;
+  return callUnary<{ service: string }, { status: string }>(client, "Check", { service: "" }, address, timeoutMs)
+    .then((r) => r.status === "SERVING")
+    .catch(() => false)
+    .finally(() => client.close());
+}

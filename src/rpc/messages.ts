@@ -1,0 +1,138 @@
+/** TypeScript shapes of proto/dropbox.proto messages as proto-loader decodes them (camelCase, int64 as number). */
+
+export interface StorageNode {
+  host: string;
+  port: number;
+  nodeId: string;
+}
+export interface ChunkRef {
+  chunkId: string;
+  size: number;
+}
+export interface FileInfo {
+  name: string;
+  size: number;
+  chunkCount: number;
+  chunkSize: number;
+  contentHash: string;
+  createdAtMs: number;
+}
+export interface NodeUsage {
+  capacityBytes: number;
+  freeBytes: number;
+  usedBytes: number;
+  chunkCount: number;
+}
+export interface RegisterRequest extends NodeUsage {
+  nodeId: string;
+  host: string;
+  port: number;
+  version: string;
+}
+export interface RegisterResponse {
+  status: string;
+  heartbeatIntervalMs: number;
+}
+export interface HeartbeatRequest extends NodeUsage {
+  nodeId: string;
+}
+export interface HeartbeatResponse {
+  known: boolean;
+}
+export interface PutTargetsWant {
+  chunkId: string;
+  size: number;
+  excludeNodeIds?: string[];
+  holderNodeIds?: string[];
+}
+export interface PutTargetsRequest {
+  chunks: PutTargetsWant[];
+}
+export interface Placement {
+  chunkId: string;
+  targets: StorageNode[];
+  existingNodeIds: string[];
+}
+export interface PutTargetsResponse {
+  placements: Placement[];
+  replication: number;
+}
+export interface StoredChunk {
+  chunkId: string;
+  nodeIds: string[];
+}
+export interface ManifestRequest {
+  filename: string;
+  size: number;
+  chunkSize: number;
+  contentHash: string;
+  chunks: ChunkRef[];
+  stored: StoredChunk[];
+}
+export interface ManifestResponse {
+  status: string;
+  missingChunkIds: string[];
+  file: FileInfo | null;
+}
+export interface ListFilesRequest {
+  prefix?: string;
+  startAfter?: string;
+  limit?: number;
+}
+export interface ListFilesResponse {
+  files: FileInfo[];
+  truncated: boolean;
+}
+export interface GetManifestRequest {
+  filename: string;
+}
+export interface ChunkLocation {
+  chunkId: string;
+  size: number;
+  replicas: StorageNode[];
+}
+export interface GetManifestResponse {
+  file: FileInfo | null;
+  chunks: ChunkLocation[];
+}
+export interface GetTargetsRequest {
+  chunkIds: string[];
+}
+export interface GetTargetsResponse {
+  chunks: ChunkLocation[];
+}
+export interface DeleteFileRequest {
+  filename: string;
+}
+export interface DeleteFileResponse {
+  file: FileInfo | null;
+}
+export interface NodeStatus extends NodeUsage {
+  node: StorageNode | null;
+  alive: boolean;
+  lastHeartbeatMs: number;
+  registeredAtMs: number;
+}
+export interface ClusterStatusResponse {
+  nodes: NodeStatus[];
+  replication: number;
+  fileCount: number;
+  chunkCount: number;
+  underReplicatedChunks: number;
+  masterStartedAtMs: number;
+  version: string;
+}
+export interface PutChunkRequest {
+  chunkId: string;
+  data: Uint8Array;
+}
+export interface PutChunkResponse {
+  status: string;
+  alreadyPresent: boolean;
+}
+export interface GetChunkRequest {
+  chunkId: string;
+}
+export interface GetChunkResponse {
+  data: Buffer;
+}

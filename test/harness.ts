@@ -1,0 +1,247 @@
+/**
+ * Starts real clusters from the compiled binary: a master and N nodes, each a separate
+ * process on an OS-chosen port with its own temp dir and log file. Tests wrap their
+ * body in `withCluster`, which tears everything down and dumps the logs on failure.
+ */
+import { mkdtemp, readFile, readdir, rm, stat } from "node:fs/promises";
+import { closeSync, existsSync, openSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import type { Subprocess } from "bun";
+import { MasterApi } from "../src/rpc/client";
+
+export const ROOT = resolve(import.meta.dir, "..");
+export const BIN = join(ROOT, "bin", "dropbox");
+if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run 'bun run build' first (npm test does)`);
+
+/** Polls `check` until it returns a truthy value or the deadline passes. */
+export async function waitFor<T>(what: string, check: () => Promise<T> | T, timeoutMs = 15_000, intervalMs = 25): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value) return value as NonNullable<T>;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${lastError})` : ""}`);
+    await Bun.sleep(intervalMs);
+  }
+}
+
+/** The result of running the CLI once. */
+export interface RunResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the binary to completion. */
+export async function runCli(args: string[], options: { env?: Record<string, string>; cwd?: string; stdin?: Uint8Array } = {}): Promise<RunResult> {
+  const proc = Bun.spawn([BIN, ...args], {
+    cwd: options.cwd,
+    env: { ...process.env, ...options.env },
+    stdin: options.stdin ?? "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [stdout, stderr, exitCode] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  return { exitCode, stdout, stderr };
+}
+
+/** One server process of a test cluster. */
+export class ServerProcess {
+  proc: Subprocess | null = null;
+  port = 0;
+
+  constructor(
+    readonly name: string,
+    readonly dataDir: string,
+    readonly logPath: string,
+    private readonly argsFor: (port: number) => string[],
+  ) {}
+
+  /** Starts the process (on its previous port when restarting) and waits until it reports its port. */
+  async start(): Promise<void> {
+    const before = (await stat(this.logPath).catch(() => null))?.size ?? 0;
+    // The child writes straight into its log (append mode keeps earlier runs for the dump).
+    const fd = openSync(this.logPath, "a");
+    try {
+      this.proc = Bun.spawn([BIN, ...this.argsFor(this.port)], { stdout: fd, stderr: fd, stdin: "ignore" });
+    } finally {
+      closeSync(fd);
+    }
+    this.port = await waitFor(`${this.name} to listen`, async () => {
+      if (this.proc?.exitCode !== null && this.proc?.exitCode !== undefined) throw new Error(`${this.name} exited with ${this.proc.exitCode}`);
+      const text = (await readFile(this.logPath)).subarray(before).toString("utf8");
+      const match = /listening on \S+:(\d+)/.exec(text);
+      return match ? Number(match[1]) : 0;
+    });
+  }
+
+  get address() {
+    return `127.0.0.1:${this.port}`;
+  }
+
+  get pid() {
+    return this.proc?.pid ?? 0;
+  }
+
+  /** Sends a signal and waits for the process to exit. */
+  async kill(signal: NodeJS.Signals = "SIGKILL"): Promise<number | null> {
+    if (!this.proc || this.proc.exitCode !== null || this.proc.signalCode !== null) return this.proc?.exitCode ?? null;
+    this.proc.kill(signal);
+    return await this.proc.exited;
+  }
+
+  async log(): Promise<string> {
+    return readFile(this.logPath, "utf8").catch(() => "(no log)");
+  }
+}
+
+/** Options for a test cluster. */
+export interface ClusterOptions {
+  nodes?: number;
+  replication?: number;
+  masterArgs?: string[];
+  nodeArgs?: string[];
+  /** Do not wait for the nodes to be alive (e.g. when a test expects them not to come up). */
+  noWait?: boolean;
+}
+
+/** A master and its nodes in one temp dir. */
+export class TestCluster {
+  readonly master: ServerProcess;
+  readonly nodes: ServerProcess[] = [];
+  readonly api: () => MasterApi;
+  private apis: MasterApi[] = [];
+
+  private constructor(
+    readonly dir: string,
+    private readonly options: ClusterOptions,
+  ) {
+    this.master = new ServerProcess("master", join(dir, "master"), join(dir, "master.log"), (port) => [
+      "master",
+      "--port",
+      String(port),
+      "--data-dir",
+      join(dir, "master"),
+      "--replication",
+      String(options.replication ?? 2),
+      ...(options.masterArgs ?? []),
+    ]);
+    this.api = () => {
+      const api = new MasterApi(this.master.address);
+      this.apis.push(api);
+      return api;
+    };
+  }
+
+  static async start(options: ClusterOptions = {}): Promise<TestCluster> {
+    const dir = await mkdtemp(join(tmpdir(), "dropbox-test-"));
+    const cluster = new TestCluster(dir, options);
+    try {
+      await cluster.master.start();
+      for (let i = 1; i <= (options.nodes ?? 3); i++) cluster.addNode();
+      await Promise.all(cluster.nodes.map((n) => n.start()));
+      if (!options.noWait) await cluster.waitForLiveNodes(cluster.nodes.length);
+    } catch (err) {
+      await cluster.dumpLogs();
+      await cluster.stop();
+      throw err;
+    }
+    return cluster;
+  }
+
+  /** Adds (does not start) another node. */
+  addNode(extraArgs: string[] = []): ServerProcess {
+    const i = this.nodes.length + 1;
+    const dataDir = join(this.dir, `node${i}`);
+    const node = new ServerProcess(`node${i}`, dataDir, join(this.dir, `node${i}.log`), (port) => [
+      "node",
+      "--port",
+      String(port),
+      "--master",
+      this.master.address,
+      "--data-dir",
+      dataDir,
+      "--id",
+      `node${i}`,
+      ...(this.options.nodeArgs ?? []),
+      ...extraArgs,
+    ]);
+    this.nodes.push(node);
+    return node;
+  }
+
+  /** Waits until the master sees exactly `count` live nodes. */
+  async waitForLiveNodes(count: number, timeoutMs = 15_000) {
+    const api = this.api();
+    await waitFor(`${count} live nodes`, async () => (await api.getClusterStatus(1000)).nodes.filter((n) => n.alive).length === count, timeoutMs);
+  }
+
+  /** Runs the CLI against this cluster's master. */
+  run(args: string[], options: { cwd?: string; stdin?: Uint8Array; env?: Record<string, string> } = {}): Promise<RunResult> {
+    return runCli(args, { ...options, env: { DROPBOX_MASTER: this.master.address, ...options.env } });
+  }
+
+  /** Every chunk file on a node's disk: id -> size. */
+  async chunkFiles(node: ServerProcess): Promise<Map<string, number>> {
+    const files = new Map<string, number>();
+    const root = join(node.dataDir, "chunks");
+    for (const dir of await readdir(root).catch(() => [])) {
+      for (const name of await readdir(join(root, dir))) files.set(name, (await stat(join(root, dir, name))).size);
+    }
+    return files;
+  }
+
+  async dumpLogs() {
+    for (const p of [this.master, ...this.nodes]) {
+      process.stderr.write(`\n----- ${p.name} log (${p.logPath}) -----\n${await p.log()}\n`);
+    }
+  }
+
+  async stop() {
+    for (const api of this.apis) api.close();
+    await Promise.all([...this.nodes, this.master].map((p) => p.kill("SIGKILL")));
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Runs `body` against a fresh cluster; always tears it down, and dumps logs when the body fails. */
+export async function withCluster(options: ClusterOptions, body: (cluster: TestCluster) => Promise<void>): Promise<void> {
+  const cluster = await TestCluster.start(options);
+  try {
+    await body(cluster);
+  } catch (err) {
+    await cluster.dumpLogs();
+    throw err;
+  } finally {
+    await cluster.stop();
+  }
+}
+
+/** A temp dir for a test's local files, removed afterwards. */
+export async function withTempDir(body: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), "dropbox-files-"));
+  try {
+    await body(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Random bytes of a given size (crypto-quality, so chunks never collide by accident). */
+export function randomBytes(size: number): Uint8Array {
+  const out = new Uint8Array(size);
+  for (let offset = 0; offset < size; offset += 65536) crypto.getRandomValues(out.subarray(offset, Math.min(size, offset + 65536)));
+  return out;
+}
+
+/** SHA-256 of a file on disk, hex. */
+export async function sha256File(path: string): Promise<string> {
+  const hasher = new Bun.CryptoHasher("sha256");
+  for await (const piece of Bun.file(path).stream()) hasher.update(piece);
+  return hasher.digest("hex");
+}
