@@ -4,6 +4,7 @@ import { parsePort } from "../core/address";
 import { DEFAULT_NODE_TIMEOUT_MS, DEFAULT_REPLICATION, MAX_REPLICATION, MIN_REPLICATION } from "../core/limits";
 import { runMaster } from "../master/run";
 import { untilStopped } from "./signals";
+import { makeLog } from "../core/log";
 
 export interface MasterFlags {
   host?: string;
@@ -21,5 +22,5 @@ export async function masterCommand(flags: MasterFlags, argv: string[]): Promise
     replication: intFlag(flags.replication ?? DEFAULT_REPLICATION, "replication", MIN_REPLICATION, MAX_REPLICATION),
     nodeTimeoutMs: intFlag(flags.nodeTimeout ?? DEFAULT_NODE_TIMEOUT_MS, "node-timeout", 100, 3_600_000),
   });
-  return untilStopped(() => master.stop());
+  return untilStopped(() => master.stop(), makeLog("master"));
 }

@@ -5,6 +5,7 @@ import { invalidArgument } from "../core/errors";
 import { DEFAULT_HEARTBEAT_INTERVAL_MS } from "../core/limits";
 import { runNode } from "../node/run";
 import { untilStopped } from "./signals";
+import { makeLog } from "../core/log";
 
 export interface NodeFlags {
   host?: string;
@@ -28,5 +29,5 @@ export async function nodeCommand(flags: NodeFlags, argv: string[]): Promise<num
     id: stringFlag(argv, "id", flags.id),
     heartbeatIntervalMs: intFlag(flags.heartbeatInterval ?? DEFAULT_HEARTBEAT_INTERVAL_MS, "heartbeat-interval", 10, 60_000),
   });
-  return untilStopped(() => node.stop());
+  return untilStopped(() => node.stop(), makeLog("node"));
 }
