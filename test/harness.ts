@@ -11,7 +11,8 @@ import type { Subprocess } from "bun";
 import { MasterApi } from "../src/rpc/client";
 
 export const ROOT = resolve(import.meta.dir, "..");
-export const BIN = join(ROOT, "bin", "dropbox");
+/** The binary under test; DROPBOX_BIN lets a parallel build be tested without touching bin/dropbox. */
+export const BIN = process.env.DROPBOX_BIN ? resolve(process.env.DROPBOX_BIN) : join(ROOT, "bin", "dropbox");
 if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run 'bun run build' first (npm test does)`);
 
 /** Polls `check` until it returns a truthy value or the deadline passes. */

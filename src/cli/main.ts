@@ -6,6 +6,7 @@
 import { cac } from "cac";
 import { DropboxError, errorMessage } from "../core/errors";
 import { VERSION } from "../core/version";
+import { registerClusterCommands } from "./cluster-commands";
 import { EXIT, exitCodeFor } from "./exit-codes";
 
 /** Stands for a bare "-" (stdin/stdout) argument while options are parsed. */
@@ -74,6 +75,8 @@ function buildCli(argv: string[], setResult: (p: Promise<number>) => void) {
     .option("--quiet", "print nothing but errors")
     .example("dropbox delete report.pdf")
     .action((names, flags) => run(async () => (await import("./delete")).deleteCommand(names.map(String), flags, argv)));
+
+  registerClusterCommands(cli, run, argv);
 
   cli.help();
   cli.version(VERSION);
