@@ -1,0 +1,165 @@
+/** Downloads survive dead nodes, rotten chunk files and a master killed mid-life. */
+import { describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { readdir, readFile, writeFile } from "node:fs/promises";
+import { StorageApi } from "../src/rpc/client";
+import { randomBytes, sha256File, withCluster, withTempDir } from "./harness";
+
+const MiB = 1024 * 1024;
+
+describe("faults", () => {
+  test("a node killed with SIGKILL before a download: the download still succeeds", async () => {
+    await withCluster({ nodes: 3, replication: 2 }, async (cluster) => {
+      await withTempDir(async (dir) => {
+        await writeFile(join(dir, "f.bin"), randomBytes(20 * MiB));
+        expect((await cluster.run(["upload", join(dir, "f.bin")])).exitCode).toBe(0);
+        // Kill the node holding the most chunks, so the download must use replicas elsewhere.
+        const counts = await Promise.all(cluster.nodes.map(async (n) => (await cluster.chunkFiles(n)).size));
+        const victim = cluster.nodes[counts.indexOf(Math.max(...counts))]!;
+        await victim.kill("SIGKILL");
+        const down = await cluster.run(["download", "f.bin", join(dir, "out.bin")]);
+        expect(down.stderr).toBe("");
+        expect(down.exitCode).toBe(0);
+        expect(await sha256File(join(dir, "out.bin"))).toBe(await sha256File(join(dir, "f.bin")));
+      });
+    });
+  });
+
+  test("a chunk file corrupted on one node: the download is still correct, and the bad copy is quarantined", async () => {
+    // Two nodes at replication 2: every chunk has exactly one good copy besides the rotten one.
+    await withCluster({ nodes: 2, replication: 2 }, async (cluster) => {
+      await withTempDir(async (dir) => {
+        await writeFile(join(dir, "f.bin"), randomBytes(12 * MiB));
+        expect((await cluster.run(["upload", join(dir, "f.bin")])).exitCode).toBe(0);
+        const node = cluster.nodes[0]!;
+        const files = await cluster.chunkFiles(node);
+        expect(files.size).toBe(3);
+        for (const id of files.keys()) {
+          const path = join(node.dataDir, "chunks", id.slice(0, 2), id);
+          const bytes = await readFile(path);
+          bytes[100] = bytes[100]! ^ 0xff;
+          await writeFile(path, bytes);
+        }
+        // Replica order is shuffled per request: across these downloads the rotten copies are tried first many times.
+        for (let i = 0; i < 4; i++) {
+          const down = await cluster.run(["download", "f.bin", join(dir, `out${i}.bin`)]);
+          expect(down.exitCode).toBe(0);
+          expect(await sha256File(join(dir, `out${i}.bin`))).toBe(await sha256File(join(dir, "f.bin")));
+        }
+        // Asked directly, the node never serves the rotten bytes: DATA_LOSS, or NOT_FOUND once quarantined.
+        const storage = new StorageApi(node.address);
+        try {
+          for (const id of files.keys()) {
+            const err = await storage.getChunk({ chunkId: id }, 5000).then(() => null, (e) => e);
+            expect(["DATA_LOSS", "NOT_FOUND"]).toContain(err?.kind);
+          }
+        } finally {
+          storage.close();
+        }
+        expect((await readdir(join(node.dataDir, "quarantine"))).length).toBe(3);
+        expect((await cluster.chunkFiles(node)).size).toBe(0);
+      });
+    });
+  });
+
+  test("the master killed with SIGKILL and restarted on the same data dir: list and download still work", async () => {
+    await withCluster({ nodes: 3, replication: 2 }, async (cluster) => {
+      await withTempDir(async (dir) => {
+        await writeFile(join(dir, "a.bin"), randomBytes(6 * MiB));
+        await writeFile(join(dir, "b.bin"), randomBytes(100));
+        expect((await cluster.run(["upload", join(dir, "a.bin")])).exitCode).toBe(0);
+        expect((await cluster.run(["upload", join(dir, "b.bin"), "--as", "dir/b.bin"])).exitCode).toBe(0);
+        await cluster.master.kill("SIGKILL");
+        await cluster.master.start();
+        const list = await cluster.run(["list", "--json"]);
+        expect(list.exitCode).toBe(0);
+        expect(JSON.parse(list.stdout).files.map((f: { name: string }) => f.name)).toEqual(["a.bin", "dir/b.bin"]);
+        for (const [name, local] of [["a.bin", "a.bin"], ["dir/b.bin", "b.bin"]] as const) {
+          const down = await cluster.run(["download", name, join(dir, `${local}.out`)]);
+          expect(down.exitCode).toBe(0);
+          expect(await sha256File(join(dir, `${local}.out`))).toBe(await sha256File(join(dir, local)));
+        }
+        // Nodes reconnect by themselves and new uploads work.
+        await cluster.waitForLiveNodes(3);
+        expect((await cluster.run(["upload", join(dir, "b.bin"), "--as", "after-restart.bin"])).exitCode).toBe(0);
+      });
+    });
+  });
+
+  test("an upload that cannot reach RF nodes fails with a non-zero exit and leaves no file listed", async () => {
+    await withCluster({ nodes: 1, replication: 2 }, async (cluster) => {
+      await withTempDir(async (dir) => {
+        await writeFile(join(dir, "f.bin"), randomBytes(MiB));
+        const up = await cluster.run(["upload", join(dir, "f.bin")]);
+        expect(up.exitCode).toBe(7);
+        expect(up.stderr).toMatch(/^error: cannot place chunk on 2 nodes/);
+        expect(up.stderr.trim().split("\n")).toHaveLength(1);
+        const list = await cluster.run(["list", "--json"]);
+        expect(JSON.parse(list.stdout).files).toEqual([]);
+      });
+    });
+  });
+
+  test("a target node dying during upload: the chunk goes to another node and the upload succeeds", async () => {
+    await withCluster({ nodes: 4, replication: 2, masterArgs: ["--node-timeout", "60000"] }, async (cluster) => {
+      await withTempDir(async (dir) => {
+        // The master still believes node1 alive (long timeout), so it keeps choosing it: the client must route around.
+        await cluster.nodes[0]!.kill("SIGKILL");
+        await writeFile(join(dir, "f.bin"), randomBytes(16 * MiB));
+        const up = await cluster.run(["upload", join(dir, "f.bin"), "--json"]);
+        expect(up.stderr).toBe("");
+        expect(up.exitCode).toBe(0);
+        expect(JSON.parse(up.stdout).files[0].chunksWritten).toBe(8);
+        expect((await cluster.chunkFiles(cluster.nodes[0]!)).size).toBe(0);
+        const down = await cluster.run(["download", "f.bin", join(dir, "out.bin")]);
+        expect(down.exitCode).toBe(0);
+        expect(await sha256File(join(dir, "out.bin"))).toBe(await sha256File(join(dir, "f.bin")));
+      });
+    });
+  });
+
+  test("a download that cannot get every chunk fails cleanly and leaves no partial file", async () => {
+    await withCluster({ nodes: 2, replication: 2 }, async (cluster) => {
+      await withTempDir(async (dir) => {
+        await writeFile(join(dir, "f.bin"), randomBytes(5 * MiB));
+        expect((await cluster.run(["upload", join(dir, "f.bin")])).exitCode).toBe(0);
+        for (const node of cluster.nodes) await node.kill("SIGKILL");
+        const out = join(dir, "out");
+        await Bun.write(join(out, ".keep"), "");
+        const down = await cluster.run(["download", "f.bin", join(out, "f.bin")]);
+        expect(down.exitCode).toBe(4);
+        expect(down.stderr).toMatch(/^error: chunk [0-9a-f]{12}… could not be read from any replica/);
+        expect(await readdir(out)).toEqual([".keep"]);
+      });
+    });
+  });
+
+  test("re-uploading a name replaces it atomically: concurrent readers get the old or the new file, never a mix", async () => {
+    await withCluster({ nodes: 3, replication: 2 }, async (cluster) => {
+      await withTempDir(async (dir) => {
+        const versions = [randomBytes(9 * MiB), randomBytes(9 * MiB)];
+        await writeFile(join(dir, "v0"), versions[0]!);
+        await writeFile(join(dir, "v1"), versions[1]!);
+        const hashes = [await sha256File(join(dir, "v0")), await sha256File(join(dir, "v1"))];
+        expect((await cluster.run(["upload", join(dir, "v0"), "--as", "doc"])).exitCode).toBe(0);
+        const writer = (async () => {
+          for (let i = 1; i <= 4; i++) expect((await cluster.run(["upload", join(dir, `v${i % 2}`), "--as", "doc"])).exitCode).toBe(0);
+        })();
+        const seen = new Set<string>();
+        const readers = [0, 1].map(async (r) => {
+          for (let i = 0; i < 4; i++) {
+            const out = join(dir, `read-${r}-${i}`);
+            expect((await cluster.run(["download", "doc", out])).exitCode).toBe(0);
+            const hash = await sha256File(out);
+            expect(hashes).toContain(hash);
+            seen.add(hash);
+          }
+        });
+        await Promise.all([writer, ...readers]);
+        expect(seen.size).toBeGreaterThanOrEqual(1);
+        const list = await cluster.run(["list", "--json"]);
+        expect(JSON.parse(list.stdout).files).toHaveLength(1);
+      });
+    });
+  });
+});

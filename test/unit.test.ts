@@ -1,0 +1,105 @@
+/** The pure pieces: ids, names, sizes, addresses, placement and the semaphore. */
+import { describe, expect, test } from "bun:test";
+import { createHash } from "node:crypto";
+import { parseHostPort } from "../src/core/address";
+import { assertChunkId, chunkIdOf, contentHashOf, isChunkId } from "../src/core/chunk-id";
+import { nameProblem } from "../src/core/names";
+import { Semaphore } from "../src/core/semaphore";
+import { formatBytes, parseSize } from "../src/core/size";
+import { pickWeighted } from "../src/master/placement";
+
+describe("chunk ids", () => {
+  test("are the SHA-256 of the bytes and nothing else", () => {
+    const bytes = Buffer.from("hello");
+    expect(chunkIdOf(bytes)).toBe(createHash("sha256").update(bytes).digest("hex"));
+    expect(isChunkId(chunkIdOf(bytes))).toBe(true);
+  });
+  test("only 64 lowercase hex characters pass", () => {
+    for (const bad of ["../../etc/passwd", "A".repeat(64), "a".repeat(63), "a".repeat(65), "", 42, null]) expect(isChunkId(bad)).toBe(false);
+    expect(() => assertChunkId("../../etc/passwd")).toThrow(/64 lowercase hex/);
+  });
+  test("the content hash is SHA-256 over the binary chunk digests (Dropbox's content_hash scheme)", () => {
+    const a = chunkIdOf(Buffer.from("a"));
+    const b = chunkIdOf(Buffer.from("b"));
+    const expected = createHash("sha256").update(Buffer.concat([Buffer.from(a, "hex"), Buffer.from(b, "hex")])).digest("hex");
+    expect(contentHashOf([a, b])).toBe(expected);
+    expect(contentHashOf([])).toBe(createHash("sha256").digest("hex"));
+  });
+});
+
+describe("names", () => {
+  test("accept object-store style paths", () => {
+    for (const ok of ["a", "report.pdf", "artifacts/app.tgz", "a/b/c.d", "ünïcode/名前", "with space", "x".repeat(1024)]) expect(nameProblem(ok)).toBeNull();
+  });
+  test("reject what could escape, hide or confuse, saying why", () => {
+    expect(nameProblem("")).toBe("name is empty");
+    expect(nameProblem("/abs")).toBe("name starts with '/'");
+    expect(nameProblem("a/../b")).toBe("name contains a '..' segment");
+    expect(nameProblem("./a")).toBe("name contains a '.' segment");
+    expect(nameProblem("a//b")).toContain("empty segment");
+    expect(nameProblem("a\u0000b")).toContain("NUL");
+    expect(nameProblem("a\nb")).toContain("control character");
+    expect(nameProblem("a\u009bb")).toContain("control character");
+    expect(nameProblem("é".repeat(513))).toContain("longer than 1024 bytes");
+  });
+});
+
+describe("sizes and addresses", () => {
+  test("sizes parse with binary units", () => {
+    expect(parseSize("65536")).toBe(65536);
+    expect(parseSize("64k")).toBe(65536);
+    expect(parseSize("4MiB")).toBe(4 * 1024 * 1024);
+    expect(parseSize("1g")).toBe(1024 ** 3);
+    expect(() => parseSize("lots")).toThrow(/number of bytes/);
+    expect(formatBytes(1536)).toBe("1.5 KiB");
+  });
+  test("addresses are HOST:PORT with a valid port", () => {
+    expect(parseHostPort("127.0.0.1:9000")).toEqual({ host: "127.0.0.1", port: 9000 });
+    expect(parseHostPort("[::1]:9000")).toEqual({ host: "::1", port: 9000 });
+    expect(() => parseHostPort("localhost")).toThrow(/HOST:PORT/);
+    expect(() => parseHostPort("h:70000")).toThrow(/1-65535/);
+  });
+});
+
+describe("placement", () => {
+  test("picks distinct nodes, never more than exist", () => {
+    const nodes = [{ id: "a", freeBytes: 10 }, { id: "b", freeBytes: 10 }, { id: "c", freeBytes: 10 }];
+    for (let i = 0; i < 50; i++) {
+      const ids = pickWeighted(nodes, 2).map((n) => n.id);
+      expect(new Set(ids).size).toBe(2);
+    }
+    expect(pickWeighted(nodes, 5)).toHaveLength(3);
+  });
+  test("weights by free space: a node with 9x the space is chosen first about 9x as often", () => {
+    const nodes = [{ id: "big", freeBytes: 900 }, { id: "small", freeBytes: 100 }];
+    let seed = 1;
+    const random = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+    let big = 0;
+    for (let i = 0; i < 10_000; i++) if (pickWeighted(nodes, 1, random)[0]!.id === "big") big++;
+    expect(big).toBeGreaterThan(8700);
+    expect(big).toBeLessThan(9300);
+  });
+});
+
+describe("semaphore", () => {
+  test("bounds concurrency and hands permits to waiters in order", async () => {
+    const sem = new Semaphore(2);
+    let running = 0;
+    let peak = 0;
+    const order: number[] = [];
+    await Promise.all(
+      Array.from({ length: 6 }, async (_, i) => {
+        await sem.acquire();
+        running++;
+        peak = Math.max(peak, running);
+        await Bun.sleep(1);
+        order.push(i);
+        running--;
+        sem.release();
+      }),
+    );
+    expect(peak).toBe(2);
+    expect(order).toHaveLength(6);
+    expect(() => new Semaphore(0)).toThrow();
+  });
+});

@@ -1,0 +1,111 @@
+/** Every RPC rejects bad input with the right status and touches nothing on disk. */
+import { describe, expect, test } from "bun:test";
+import * as grpc from "@grpc/grpc-js";
+import { readdir } from "node:fs/promises";
+import { join, relative } from "node:path";
+import { chunkIdOf, contentHashOf } from "../src/core/chunk-id";
+import { MasterApi, StorageApi } from "../src/rpc/client";
+import { StorageServiceClient } from "../src/rpc/proto";
+import { type TestCluster, withCluster } from "./harness";
+
+/** Every file under the cluster's data dirs (tmp and quarantine included), for before/after comparison. */
+async function allFiles(cluster: TestCluster): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (dir: string) => {
+    for (const entry of await readdir(dir, { withFileTypes: true })) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) await walk(path);
+      else out.push(relative(cluster.dir, path));
+    }
+  };
+  for (const node of cluster.nodes) await walk(node.dataDir);
+  return out.sort();
+}
+
+async function statusOf(promise: Promise<unknown>): Promise<string> {
+  return promise.then(
+    () => "OK",
+    (err) => err.kind,
+  );
+}
+
+describe("storage node input validation", () => {
+  test("bad chunk ids, mismatched bytes, empty chunks: INVALID_ARGUMENT and no file created", async () => {
+    await withCluster({ nodes: 1, replication: 1 }, async (cluster) => {
+      const before = await allFiles(cluster);
+      const node = new StorageApi(cluster.nodes[0]!.address);
+      try {
+        const data = Buffer.from("some chunk bytes");
+        const badIds = ["../../etc/passwd", "", "ABCDEF".padEnd(64, "0"), "a".repeat(63), "a".repeat(65), `${"a".repeat(63)}/`, "g".repeat(64)];
+        for (const chunkId of badIds) {
+          expect(await statusOf(node.putChunk({ chunkId, data }, 5000))).toBe("INVALID_ARGUMENT");
+          expect(await statusOf(node.getChunk({ chunkId }, 5000))).toBe("INVALID_ARGUMENT");
+        }
+        const wrongId = chunkIdOf(Buffer.from("other bytes"));
+        const mismatch = await node.putChunk({ chunkId: wrongId, data }, 5000).catch((e) => e);
+        expect(mismatch.kind).toBe("INVALID_ARGUMENT");
+        expect(mismatch.message).toContain("do not match");
+        expect(await statusOf(node.putChunk({ chunkId: chunkIdOf(Buffer.alloc(0)), data: Buffer.alloc(0) }, 5000))).toBe("INVALID_ARGUMENT");
+        expect(await statusOf(node.getChunk({ chunkId: wrongId }, 5000))).toBe("NOT_FOUND");
+        expect(await allFiles(cluster)).toEqual(before);
+        // A good chunk is still accepted afterwards.
+        expect(await statusOf(node.putChunk({ chunkId: chunkIdOf(data), data }, 5000))).toBe("OK");
+      } finally {
+        node.close();
+      }
+    });
+  });
+
+  test("a message over the size limit is refused with RESOURCE_EXHAUSTED and the node keeps serving", async () => {
+    await withCluster({ nodes: 1, replication: 1 }, async (cluster) => {
+      const before = await allFiles(cluster);
+      // A raw client without our send limit, as an attacker would use.
+      const raw = new StorageServiceClient(cluster.nodes[0]!.address, grpc.credentials.createInsecure(), { "grpc.max_send_message_length": -1 }) as any;
+      const big = Buffer.alloc(66 * 1024 * 1024, 1);
+      const code = await new Promise<number>((resolve) => raw.PutChunk({ chunkId: chunkIdOf(big), data: big }, { deadline: Date.now() + 30_000 }, (err: grpc.ServiceError | null) => resolve(err ? err.code : 0)));
+      raw.close();
+      expect(code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+      expect(await allFiles(cluster)).toEqual(before);
+      const node = new StorageApi(cluster.nodes[0]!.address);
+      const small = Buffer.from("still alive");
+      expect(await statusOf(node.putChunk({ chunkId: chunkIdOf(small), data: small }, 5000))).toBe("OK");
+      node.close();
+    });
+  });
+});
+
+describe("master input validation", () => {
+  test("bad names, bad ids, inconsistent manifests: INVALID_ARGUMENT; unknown files: NOT_FOUND; nothing committed", async () => {
+    await withCluster({ nodes: 1, replication: 1 }, async (cluster) => {
+      const master = new MasterApi(cluster.master.address);
+      try {
+        const data = Buffer.alloc(65536, 3);
+        const id = chunkIdOf(data);
+        const good = { filename: "ok.bin", size: data.length, chunkSize: 65536, contentHash: contentHashOf([id]), chunks: [{ chunkId: id, size: data.length }], stored: [] };
+        for (const filename of ["", "/abs", "a/../b", "a/./b", "a//b", "x\u0000y", "tab\there", "a".repeat(1025), "dir/"]) {
+          expect(await statusOf(master.announceManifest({ ...good, filename }))).toBe("INVALID_ARGUMENT");
+          expect(await statusOf(master.getManifest({ filename }))).toBe("INVALID_ARGUMENT");
+          expect(await statusOf(master.deleteFile({ filename }))).toBe("INVALID_ARGUMENT");
+        }
+        expect(await statusOf(master.announceManifest({ ...good, contentHash: "0".repeat(64) }))).toBe("INVALID_ARGUMENT");
+        expect(await statusOf(master.announceManifest({ ...good, size: 1 }))).toBe("INVALID_ARGUMENT");
+        expect(await statusOf(master.announceManifest({ ...good, chunkSize: 1024 }))).toBe("INVALID_ARGUMENT");
+        expect(await statusOf(master.announceManifest({ ...good, chunks: [{ chunkId: "../x", size: 1 }] }))).toBe("INVALID_ARGUMENT");
+        expect(await statusOf(master.announceManifest({ ...good, stored: [{ chunkId: id, nodeIds: ["no-such-node"] }] }))).toBe("INVALID_ARGUMENT");
+        expect(await statusOf(master.requestPutTargets({ chunks: [{ chunkId: "../../etc/passwd", size: 10 }] }))).toBe("INVALID_ARGUMENT");
+        expect(await statusOf(master.requestPutTargets({ chunks: [{ chunkId: id, size: 0 }] }))).toBe("INVALID_ARGUMENT");
+        expect(await statusOf(master.requestGetTargets({ chunkIds: ["nope"] }))).toBe("INVALID_ARGUMENT");
+        expect(await statusOf(master.registerNode({ nodeId: "../evil", host: "h", port: 1, capacityBytes: 0, freeBytes: 0, usedBytes: 0, chunkCount: 0, version: "x" }))).toBe("INVALID_ARGUMENT");
+        expect(await statusOf(master.getManifest({ filename: "missing.bin" }))).toBe("NOT_FOUND");
+        expect(await statusOf(master.deleteFile({ filename: "missing.bin" }))).toBe("NOT_FOUND");
+        // A manifest naming a chunk that no node holds commits nothing and reports it missing.
+        const missing = await master.announceManifest(good);
+        expect(missing.status).toBe("MISSING_CHUNKS");
+        expect(missing.missingChunkIds).toEqual([id]);
+        expect((await master.listFiles({})).files).toEqual([]);
+      } finally {
+        master.close();
+      }
+    });
+  });
+});
