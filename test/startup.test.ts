@@ -1,0 +1,42 @@
+/** Processes come up in any order and say when they are ready. */
+import { expect, test } from "bun:test";
+import { join } from "node:path";
+import { writeFile } from "node:fs/promises";
+import { checkHealth } from "../src/rpc/client";
+import { randomBytes, sha256File, TestCluster, waitFor, withTempDir } from "./harness";
+
+test("master and nodes answer the standard gRPC health check", async () => {
+  const cluster = await TestCluster.start({ nodes: 1, replication: 1 });
+  try {
+    expect(await checkHealth(cluster.master.address, 2000)).toBe(true);
+    expect(await checkHealth(cluster.nodes[0]!.address, 2000)).toBe(true);
+    await cluster.nodes[0]!.kill("SIGTERM");
+    expect(await checkHealth(cluster.nodes[0]!.address, 2000)).toBe(false);
+  } finally {
+    await cluster.stop();
+  }
+});
+
+test("a node started while the master is down keeps retrying and registers once the master is up", async () => {
+  const cluster = await TestCluster.start({ nodes: 2, replication: 2 });
+  try {
+    await cluster.master.kill("SIGKILL");
+    // A fresh node whose master is not there yet.
+    const late = cluster.addNode();
+    await late.start();
+    await waitFor("the late node to log a retry", async () => /not answering.*retrying/.test(await late.log()));
+    await cluster.master.start();
+    await cluster.waitForLiveNodes(3);
+    await withTempDir(async (dir) => {
+      await writeFile(join(dir, "f"), randomBytes(3 * 1024 * 1024));
+      expect((await cluster.run(["upload", join(dir, "f")])).exitCode).toBe(0);
+      expect((await cluster.run(["download", "f", join(dir, "g")])).exitCode).toBe(0);
+      expect(await sha256File(join(dir, "g"))).toBe(await sha256File(join(dir, "f")));
+    });
+  } catch (err) {
+    await cluster.dumpLogs();
+    throw err;
+  } finally {
+    await cluster.stop();
+  }
+});
