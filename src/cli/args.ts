@@ -2,6 +2,7 @@
 import { invalidArgument } from "../core/errors";
 import { DEFAULT_MASTER_ADDRESS } from "../core/limits";
 import { parseHostPort } from "../core/address";
+import { localClusterMaster } from "../cluster/state";
 
 /**
  * The raw text of a string flag. The parser turns numeric-looking values into numbers
@@ -25,9 +26,12 @@ export function intFlag(value: unknown, name: string, min: number, max: number):
   return n;
 }
 
-/** The master to talk to: --master, else $DROPBOX_MASTER, else the default; validated. */
+/**
+ * The master to talk to: --master, else $DROPBOX_MASTER, else the local cluster started
+ * in this directory (`cluster up`), else the default; validated.
+ */
 export function masterAddress(argv: string[], parsed: unknown): string {
-  const address = stringFlag(argv, "master", parsed) ?? process.env.DROPBOX_MASTER ?? DEFAULT_MASTER_ADDRESS;
+  const address = stringFlag(argv, "master", parsed) ?? process.env.DROPBOX_MASTER ?? localClusterMaster(process.cwd()) ?? DEFAULT_MASTER_ADDRESS;
   parseHostPort(address, "--master");
   return address;
 }
