@@ -25,6 +25,9 @@ function buildCli(argv: string[], setResult: (p: Promise<number>) => void) {
     .option("--data-dir <dir>", "where the metadata database lives (default: ./.dropbox/master)")
     .option("--replication <n>", "copies of every chunk (default: 2)")
     .option("--node-timeout <ms>", "silence after which a node is declared dead (default: 10000)")
+    .option("--gc-grace <ms>", "how long unreferenced chunks are kept before deletion (default: 600000)")
+    .option("--repair-interval <ms>", "how often to look for chunks to repair, trim or collect (default: 1000)")
+    .option("--min-free <size>", "nodes with less free space get no new chunks (default: 256MiB)")
     .example("dropbox master --port 9000 --data-dir /tmp/m")
     .action((flags) => run(async () => (await import("./master")).masterCommand(flags, argv)));
 
@@ -37,6 +40,8 @@ function buildCli(argv: string[], setResult: (p: Promise<number>) => void) {
     .option("--advertise <addr>", "HOST:PORT other processes dial (default: --host and the bound port)")
     .option("--id <name>", "node id (default: kept in the data dir, generated at first start)")
     .option("--heartbeat-interval <ms>", "how often to report to the master (default: 1000)")
+    .option("--scrub-rate <MiBps>", "MiB/s at which stored chunks are re-verified in the background, 0 to disable (default: 8)")
+    .option("--capacity <size>", "most bytes this node stores, e.g. 100GiB (default: the whole disk)")
     .example("dropbox node --port 9001 --master 127.0.0.1:9000 --data-dir /tmp/n1")
     .action((flags) => run(async () => (await import("./node")).nodeCommand(flags, argv)));
 

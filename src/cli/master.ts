@@ -1,7 +1,8 @@
 /** `dropbox master`: run the metadata server. */
 import { intFlag, stringFlag } from "./args";
 import { parsePort } from "../core/address";
-import { DEFAULT_NODE_TIMEOUT_MS, DEFAULT_REPLICATION, MAX_REPLICATION, MIN_REPLICATION } from "../core/limits";
+import { DEFAULT_GC_GRACE_MS, DEFAULT_NODE_TIMEOUT_MS, DEFAULT_REPAIR_INTERVAL_MS, DEFAULT_REPLICATION, MAX_REPLICATION, MIN_FREE_BYTES_FOR_PLACEMENT, MIN_REPLICATION } from "../core/limits";
+import { parseSize } from "../core/size";
 import { runMaster } from "../master/run";
 import { untilStopped } from "./signals";
 import { makeLog } from "../core/log";
@@ -12,6 +13,9 @@ export interface MasterFlags {
   dataDir?: unknown;
   replication?: unknown;
   nodeTimeout?: unknown;
+  gcGrace?: unknown;
+  repairInterval?: unknown;
+  minFree?: unknown;
 }
 
 export async function masterCommand(flags: MasterFlags, argv: string[]): Promise<number> {
@@ -21,6 +25,9 @@ export async function masterCommand(flags: MasterFlags, argv: string[]): Promise
     dataDir: stringFlag(argv, "data-dir", flags.dataDir) ?? "./.dropbox/master",
     replication: intFlag(flags.replication ?? DEFAULT_REPLICATION, "replication", MIN_REPLICATION, MAX_REPLICATION),
     nodeTimeoutMs: intFlag(flags.nodeTimeout ?? DEFAULT_NODE_TIMEOUT_MS, "node-timeout", 100, 3_600_000),
+    gcGraceMs: intFlag(flags.gcGrace ?? DEFAULT_GC_GRACE_MS, "gc-grace", 0, 30 * 86_400_000),
+    repairIntervalMs: intFlag(flags.repairInterval ?? DEFAULT_REPAIR_INTERVAL_MS, "repair-interval", 10, 3_600_000),
+    minFreeBytes: flags.minFree === undefined ? MIN_FREE_BYTES_FOR_PLACEMENT : parseSize(stringFlag(argv, "min-free", flags.minFree), "--min-free"),
   });
   return untilStopped(() => master.stop(), makeLog("master"));
 }

@@ -2,7 +2,8 @@
 import { intFlag, masterAddress, stringFlag } from "./args";
 import { parsePort } from "../core/address";
 import { invalidArgument } from "../core/errors";
-import { DEFAULT_HEARTBEAT_INTERVAL_MS } from "../core/limits";
+import { DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_SCRUB_RATE_MIB_PER_S } from "../core/limits";
+import { parseSize } from "../core/size";
 import { runNode } from "../node/run";
 import { untilStopped } from "./signals";
 import { makeLog } from "../core/log";
@@ -15,6 +16,8 @@ export interface NodeFlags {
   advertise?: unknown;
   id?: unknown;
   heartbeatInterval?: unknown;
+  scrubRate?: unknown;
+  capacity?: unknown;
 }
 
 export async function nodeCommand(flags: NodeFlags, argv: string[]): Promise<number> {
@@ -28,6 +31,8 @@ export async function nodeCommand(flags: NodeFlags, argv: string[]): Promise<num
     advertise: stringFlag(argv, "advertise", flags.advertise),
     id: stringFlag(argv, "id", flags.id),
     heartbeatIntervalMs: intFlag(flags.heartbeatInterval ?? DEFAULT_HEARTBEAT_INTERVAL_MS, "heartbeat-interval", 10, 60_000),
+    scrubRateMiBps: intFlag(flags.scrubRate ?? DEFAULT_SCRUB_RATE_MIB_PER_S, "scrub-rate", 0, 100_000),
+    capacityBytes: flags.capacity === undefined ? 0 : parseSize(stringFlag(argv, "capacity", flags.capacity), "--capacity"),
   });
   return untilStopped(() => node.stop(), makeLog("node"));
 }

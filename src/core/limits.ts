@@ -29,6 +29,21 @@ export const MAX_REPLICATION = 7;
 /** Default replication factor, as in the seed. */
 export const DEFAULT_REPLICATION = 2;
 
+/** Chunk ids per DeleteChunks / ListChunks / heartbeat loss report: bounds every such message. */
+export const MAX_CHUNK_IDS_PER_REQUEST = 10_000;
+/** Default scrub rate per node: a full pass over 1 TB every ~36 hours without hurting clients. */
+export const DEFAULT_SCRUB_RATE_MIB_PER_S = 8;
+/** Default wait before unreferenced chunks are deleted: long enough for any upload to commit what it placed. */
+export const DEFAULT_GC_GRACE_MS = 10 * 60_000;
+/** How often the master looks for chunks to repair, trim or collect. */
+export const DEFAULT_REPAIR_INTERVAL_MS = 1000;
+/** Chunk copies the master has in flight at once while repairing: clients keep being served meanwhile. */
+export const REPAIR_CONCURRENCY = 4;
+/** Chunks examined per repair round. */
+export const REPAIR_BATCH_CHUNKS = 256;
+/** How often the master re-reads each live node's full inventory (besides at registration). */
+export const INVENTORY_INTERVAL_MS = 10 * 60_000;
+
 /** How often a node reports to the master. */
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 1000;
 /** Silence after which the master declares a node dead and stops placing on it. */

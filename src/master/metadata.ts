@@ -31,8 +31,11 @@ CREATE INDEX IF NOT EXISTS file_chunks_by_chunk ON file_chunks(chunk_id);
 CREATE TABLE IF NOT EXISTS chunks (
   id TEXT PRIMARY KEY,
   size INTEGER NOT NULL,
-  created_at_ms INTEGER NOT NULL
+  created_at_ms INTEGER NOT NULL,
+  -- Set when the last file referencing the chunk goes; garbage after the grace period.
+  unreferenced_since_ms INTEGER
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS chunks_unreferenced ON chunks(unreferenced_since_ms) WHERE unreferenced_since_ms IS NOT NULL;
 CREATE TABLE IF NOT EXISTS replicas (
   chunk_id TEXT NOT NULL,
   node_id TEXT NOT NULL,
@@ -71,6 +74,13 @@ export interface NewFile {
   stored: Map<string, string[]>;
 }
 
+/** A referenced chunk and every node recorded as holding it. */
+export interface ChunkReplicas {
+  chunkId: string;
+  size: number;
+  nodeIds: string[];
+}
+
 /** The outcome of a commit: the file, or the chunks that have no replica any more. */
 export type CommitResult = { file: FileInfo; missing?: undefined } | { missing: string[]; file?: undefined };
 
@@ -93,6 +103,10 @@ export class Metadata {
     this.db = new Database(path, { create: true, strict: true });
     // FULL: an acknowledged commit survives power loss, not only a killed process.
     this.db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;");
+    const columns = this.db.query("SELECT name FROM pragma_table_info('chunks')").all() as { name: string }[];
+    if (columns.length > 0 && !columns.some((c) => c.name === "unreferenced_since_ms")) {
+      this.db.exec("ALTER TABLE chunks ADD COLUMN unreferenced_since_ms INTEGER");
+    }
     this.db.exec(SCHEMA);
   }
 
@@ -146,7 +160,9 @@ export class Metadata {
       const missing = [...sizes.keys()].filter((id) => !hasReplica.get(id));
       if (missing.length > 0) throw new MissingChunks(missing);
 
-      this.db.query("DELETE FROM files WHERE name = ?").run(file.name);
+      const clearMark = this.db.query("UPDATE chunks SET unreferenced_since_ms = NULL WHERE id = ? AND unreferenced_since_ms IS NOT NULL");
+      for (const id of sizes.keys()) clearMark.run(id);
+      this.removeFile(file.name, nowMs);
       const row = this.db
         .query("INSERT INTO files (name, size, chunk_size, chunk_count, content_hash, created_at_ms) VALUES (?, ?, ?, ?, ?, ?) RETURNING *")
         .get(file.name, file.size, file.chunkSize, file.chunks.length, file.contentHash, nowMs) as FileRow;
@@ -198,27 +214,87 @@ export class Metadata {
   }
 
   /** Removes a name; its chunks stay until garbage collection. Returns what was deleted. */
-  deleteFile(name: string): FileInfo | null {
-    const row = this.db.query("DELETE FROM files WHERE name = ? RETURNING *").get(name) as FileRow | null;
-    return row ? toFileInfo(row) : null;
+  deleteFile(name: string, nowMs: number): FileInfo | null {
+    return this.db.transaction(() => this.removeFile(name, nowMs)).immediate();
+  }
+
+  /** Deletes a file row (inside a transaction) and marks chunks no other file uses as unreferenced. */
+  private removeFile(name: string, nowMs: number): FileInfo | null {
+    const row = this.db.query("SELECT * FROM files WHERE name = ?").get(name) as FileRow | null;
+    if (!row) return null;
+    const chunkIds = (this.db.query("SELECT DISTINCT chunk_id FROM file_chunks WHERE file_id = ?").all(row.id) as { chunk_id: string }[]).map((r) => r.chunk_id);
+    this.db.query("DELETE FROM files WHERE id = ?").run(row.id);
+    const mark = this.db.query(
+      "UPDATE chunks SET unreferenced_since_ms = ?1 WHERE id = ?2 AND NOT EXISTS (SELECT 1 FROM file_chunks WHERE chunk_id = ?2)",
+    );
+    for (const id of chunkIds) mark.run(nowMs, id);
+    return toFileInfo(row);
+  }
+
+  /** Every referenced chunk with its recorded holders (unreferenced ones are left to GC, not repaired). */
+  referencedChunkReplicas(): ChunkReplicas[] {
+    const rows = this.db
+      .query(
+        `SELECT c.id AS chunkId, c.size AS size, group_concat(r.node_id) AS nodes FROM chunks c
+         LEFT JOIN replicas r ON r.chunk_id = c.id WHERE c.unreferenced_since_ms IS NULL GROUP BY c.id`,
+      )
+      .all() as { chunkId: string; size: number; nodes: string | null }[];
+    return rows.map((r) => ({ chunkId: r.chunkId, size: r.size, nodeIds: r.nodes ? r.nodes.split(",") : [] }));
+  }
+
+  addReplica(chunkId: string, nodeId: string, nowMs: number) {
+    this.db.query("INSERT OR IGNORE INTO replicas (chunk_id, node_id, added_at_ms) SELECT id, ?, ? FROM chunks WHERE id = ?").run(nodeId, nowMs, chunkId);
+  }
+
+  removeReplica(chunkId: string, nodeId: string) {
+    this.db.query("DELETE FROM replicas WHERE chunk_id = ? AND node_id = ?").run(chunkId, nodeId);
+  }
+
+  /** Which of `chunkIds` the master knows. */
+  knownChunks(chunkIds: string[]): Set<string> {
+    const query = this.db.query("SELECT 1 FROM chunks WHERE id = ?");
+    return new Set(chunkIds.filter((id) => query.get(id)));
+  }
+
+  /** Chunks recorded on `nodeId` since before `beforeMs`. */
+  replicasOnNodeAddedBefore(nodeId: string, beforeMs: number): string[] {
+    return (this.db.query("SELECT chunk_id FROM replicas WHERE node_id = ? AND added_at_ms < ?").all(nodeId, beforeMs) as { chunk_id: string }[]).map((r) => r.chunk_id);
+  }
+
+  /**
+   * Forgets up to `limit` chunks unreferenced for longer than `graceMs`, re-checking in the
+   * same transaction that no file took them back. Returns each with the nodes that held it,
+   * to be told to delete only after these rows are gone: a commit arriving later then finds
+   * the chunk missing and has the client send it again.
+   */
+  collectGarbage(nowMs: number, graceMs: number, limit: number): ChunkReplicas[] {
+    return this.db.transaction(() => {
+      const candidates = this.db
+        .query(
+          `SELECT id FROM chunks WHERE unreferenced_since_ms IS NOT NULL AND unreferenced_since_ms <= ?
+           AND NOT EXISTS (SELECT 1 FROM file_chunks WHERE chunk_id = chunks.id) LIMIT ?`,
+        )
+        .all(nowMs - graceMs, limit) as { id: string }[];
+      const holders = this.db.query("SELECT node_id FROM replicas WHERE chunk_id = ?");
+      const collected: ChunkReplicas[] = [];
+      for (const { id } of candidates) {
+        const nodeIds = (holders.all(id) as { node_id: string }[]).map((r) => r.node_id);
+        this.db.query("DELETE FROM replicas WHERE chunk_id = ?").run(id);
+        this.db.query("DELETE FROM chunks WHERE id = ?").run(id);
+        collected.push({ chunkId: id, size: 0, nodeIds });
+      }
+      return collected;
+    }).immediate();
+  }
+
+  gcPendingCount(): number {
+    return (this.db.query("SELECT COUNT(*) AS n FROM chunks WHERE unreferenced_since_ms IS NOT NULL").get() as { n: number }).n;
   }
 
   counts(): { files: number; chunks: number } {
     const files = (this.db.query("SELECT COUNT(*) AS n FROM files").get() as { n: number }).n;
     const chunks = (this.db.query("SELECT COUNT(*) AS n FROM chunks").get() as { n: number }).n;
     return { files, chunks };
-  }
-
-  /** Referenced chunks with fewer than `replication` replicas on the given live nodes. */
-  underReplicatedCount(liveNodeIds: string[], replication: number): number {
-    const placeholders = liveNodeIds.map(() => "?").join(",") || "NULL";
-    const row = this.db
-      .query(
-        `SELECT COUNT(*) AS n FROM (SELECT c.id FROM chunks c WHERE EXISTS (SELECT 1 FROM file_chunks fc WHERE fc.chunk_id = c.id)
-           AND (SELECT COUNT(*) FROM replicas r WHERE r.chunk_id = c.id AND r.node_id IN (${placeholders})) < ?)`,
-      )
-      .get(...liveNodeIds, replication) as { n: number };
-    return row.n;
   }
 }
 

@@ -7,7 +7,9 @@ import { MasterServiceClient } from "../rpc/proto";
 import { startServer } from "../rpc/server";
 import { Metadata } from "./metadata";
 import { NodeRegistry } from "./node-registry";
+import { Repairer } from "./repair";
 import { masterService } from "./service";
+import { StoragePool } from "../rpc/client";
 
 /** What a master needs to run. */
 export interface MasterOptions {
@@ -16,6 +18,9 @@ export interface MasterOptions {
   dataDir: string;
   replication: number;
   nodeTimeoutMs: number;
+  gcGraceMs: number;
+  repairIntervalMs: number;
+  minFreeBytes: number;
 }
 
 /** A running master. */
@@ -30,13 +35,18 @@ export async function runMaster(options: MasterOptions): Promise<RunningMaster> 
   await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
   const metadata = new Metadata(join(options.dataDir, "metadata.db"));
   const registry = new NodeRegistry(metadata, options.nodeTimeoutMs);
-  const implementation = masterService({ metadata, registry, replication: options.replication, startedAtMs: Date.now(), log });
+  const pool = new StoragePool();
+  const repairer = new Repairer({ metadata, registry, pool, replication: options.replication, gcGraceMs: options.gcGraceMs, intervalMs: options.repairIntervalMs, minFreeBytes: options.minFreeBytes, log });
+  const implementation = masterService({ metadata, registry, repairer, replication: options.replication, minFreeBytes: options.minFreeBytes, startedAtMs: Date.now(), log });
   const server = await startServer(options.host, options.port, [{ name: "dropbox.MasterService", definition: MasterServiceClient.service, implementation }], log);
+  repairer.start();
   log(`listening on ${formatHostPort(options.host, server.port)}, replication ${options.replication}, data in ${options.dataDir}`);
   return {
     port: server.port,
     async stop() {
+      repairer.stop();
       await server.shutdown();
+      pool.close();
       metadata.close();
     },
   };

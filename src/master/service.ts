@@ -3,7 +3,7 @@ import type * as grpc from "@grpc/grpc-js";
 import { assertChunkId, contentHashOf } from "../core/chunk-id";
 import { failedPrecondition, invalidArgument, notFound } from "../core/errors";
 import type { Log } from "../core/log";
-import { LIST_PAGE_FILES, MAX_CHUNK_SIZE_BYTES, MAX_FILE_CHUNKS, MIN_CHUNK_SIZE_BYTES, MIN_FREE_BYTES_FOR_PLACEMENT } from "../core/limits";
+import { LIST_PAGE_FILES, MAX_CHUNK_IDS_PER_REQUEST, MAX_CHUNK_SIZE_BYTES, MAX_FILE_CHUNKS, MIN_CHUNK_SIZE_BYTES } from "../core/limits";
 import { assertName, assertPrefix } from "../core/names";
 import { VERSION } from "../core/version";
 import type * as m from "../rpc/messages";
@@ -11,12 +11,15 @@ import { unary } from "../rpc/server";
 import type { Metadata } from "./metadata";
 import { NodeRegistry, type NodeState } from "./node-registry";
 import { pickWeighted } from "./placement";
+import type { Repairer } from "./repair";
 
 /** What the master service needs. */
 export interface MasterContext {
   metadata: Metadata;
   registry: NodeRegistry;
+  repairer: Repairer;
   replication: number;
+  minFreeBytes: number;
   startedAtMs: number;
   log: Log;
 }
@@ -51,7 +54,7 @@ function orderReplicas(ctx: MasterContext, nodeIds: string[], nowMs: number): m.
 
 /** The MasterService implementation. */
 export function masterService(ctx: MasterContext): grpc.UntypedServiceImplementation {
-  const { metadata, registry, log } = ctx;
+  const { metadata, registry, repairer, log } = ctx;
 
   const validateManifest = (r: m.ManifestRequest) => {
     const name = assertName(r.filename);
@@ -91,13 +94,19 @@ export function masterService(ctx: MasterContext): grpc.UntypedServiceImplementa
       assertUsage(r);
       registry.register(id, r.host, r.port, r, Date.now());
       log(`node ${id} registered at ${r.host}:${r.port}`);
+      repairer.onNodeRegistered(id);
       return { status: "OK", heartbeatIntervalMs: 0 };
     }, log),
 
     Heartbeat: unary<m.HeartbeatRequest, m.HeartbeatResponse>((r) => {
       const id = assertNodeId(r.nodeId);
       assertUsage(r);
-      return { known: registry.heartbeat(id, r, Date.now()) };
+      const lost = r.lostChunkIds ?? [];
+      if (lost.length > MAX_CHUNK_IDS_PER_REQUEST) throw invalidArgument(`at most ${MAX_CHUNK_IDS_PER_REQUEST} lost chunk ids per heartbeat`);
+      lost.forEach((chunkId) => assertChunkId(chunkId));
+      const known = registry.heartbeat(id, r, Date.now());
+      if (known) repairer.onLost(id, lost);
+      return { known };
     }, log),
 
     RequestPutTargets: unary<m.PutTargetsRequest, m.PutTargetsResponse>((r) => {
@@ -105,7 +114,7 @@ export function masterService(ctx: MasterContext): grpc.UntypedServiceImplementa
       const now = Date.now();
       const live = registry.live(now);
       const liveIds = new Set(live.map((n) => n.id));
-      const roomy = live.filter((n) => n.capacityBytes === 0 || n.freeBytes >= MIN_FREE_BYTES_FOR_PLACEMENT);
+      const roomy = live.filter((n) => n.capacityBytes === 0 || n.freeBytes >= ctx.minFreeBytes);
       const known = metadata.replicasOf(r.chunks.map((c) => assertChunkId(c.chunkId)));
       const placements = r.chunks.map((want): m.Placement => {
         assertChunkSize(want.size, "chunk size");
@@ -129,7 +138,11 @@ export function masterService(ctx: MasterContext): grpc.UntypedServiceImplementa
     AnnounceManifest: unary<m.ManifestRequest, m.ManifestResponse>((r) => {
       const { name, stored } = validateManifest(r);
       const result = metadata.commit({ name, size: r.size, chunkSize: r.chunkSize, contentHash: r.contentHash, chunks: r.chunks, stored }, Date.now());
-      if (result.missing) return { status: "MISSING_CHUNKS", missingChunkIds: result.missing, file: null };
+      if (result.missing) {
+        log(`commit of ${name} deferred: ${result.missing.length} chunks have no replica (collected meanwhile?); the client will resend them`);
+        return { status: "MISSING_CHUNKS", missingChunkIds: result.missing, file: null };
+      }
+      repairer.markDirty();
       log(`committed ${name} (${r.size} bytes, ${r.chunks.length} chunks)`);
       return { status: "OK", missingChunkIds: [], file: result.file };
     }, log),
@@ -170,8 +183,9 @@ export function masterService(ctx: MasterContext): grpc.UntypedServiceImplementa
 
     DeleteFile: unary<m.DeleteFileRequest, m.DeleteFileResponse>((r) => {
       const name = assertName(r.filename);
-      const file = metadata.deleteFile(name);
+      const file = metadata.deleteFile(name, Date.now());
       if (!file) throw notFound(`no such file: ${name}`);
+      repairer.markDirty();
       log(`deleted ${name}`);
       return { file };
     }, log),
@@ -189,15 +203,16 @@ export function masterService(ctx: MasterContext): grpc.UntypedServiceImplementa
         chunkCount: n.chunkCount,
       }));
       const counts = metadata.counts();
-      const liveIds = registry.live(now).map((n) => n.id);
+      const repair = repairer.status();
       return {
         nodes,
         replication: ctx.replication,
         fileCount: counts.files,
         chunkCount: counts.chunks,
-        underReplicatedChunks: metadata.underReplicatedCount(liveIds, ctx.replication),
+        underReplicatedChunks: repair.underReplicatedChunks + repair.unavailableChunks,
         masterStartedAtMs: ctx.startedAtMs,
         version: VERSION,
+        repair,
       };
     }, log),
   };

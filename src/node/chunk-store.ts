@@ -2,9 +2,10 @@
  * Chunks on disk, each a file named by its id under a fan-out directory
  * (`chunks/ab/abcd…`). Writes are atomic and durable; every read is verified.
  */
-import { mkdir, open, readdir, readFile, rename, rm, stat, statfs, unlink } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, rm, stat, statfs, unlink, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { assertChunkId, chunkIdOf } from "../core/chunk-id";
+import type { ChunkRef } from "../rpc/messages";
 import { DropboxError, dataLoss, invalidArgument, notFound, resourceExhausted } from "../core/errors";
 
 /** What the store holds, for heartbeats. */
@@ -43,6 +44,10 @@ export class ChunkStore {
   private constructor(
     private readonly root: string,
     private readonly log: (line: string) => void,
+    /** Called with the id of every copy this store loses (quarantined), so the master can repair it. */
+    private readonly onLost: (id: string) => void,
+    /** Bytes this node may hold, when capped below the disk's size (0: the disk's size). */
+    private readonly capacityLimitBytes: number,
   ) {}
 
   private get chunksDir() {
@@ -56,8 +61,8 @@ export class ChunkStore {
   }
 
   /** Opens (creating if needed) the store under `root`, clears leftovers of interrupted writes and counts what it holds. */
-  static async open(root: string, log: (line: string) => void): Promise<ChunkStore> {
-    const store = new ChunkStore(root, log);
+  static async open(root: string, log: (line: string) => void, onLost: (id: string) => void = () => {}, capacityLimitBytes = 0): Promise<ChunkStore> {
+    const store = new ChunkStore(root, log, onLost, capacityLimitBytes);
     await mkdir(root, { recursive: true, mode: 0o700 });
     await rm(store.tmpDir, { recursive: true, force: true });
     await mkdir(store.tmpDir, { mode: 0o700 });
@@ -95,7 +100,15 @@ export class ChunkStore {
   private async putVerified(id: string, data: Uint8Array): Promise<boolean> {
     const finalPath = this.pathOf(id);
     const existing = await this.readVerified(id).catch(() => null);
-    if (existing) return true;
+    if (existing) {
+      // Re-sent: mark it fresh so a garbage collection racing with this upload keeps it.
+      const now = new Date();
+      await utimes(finalPath, now, now).catch(() => {});
+      return true;
+    }
+    if (this.capacityLimitBytes > 0 && this.usedBytes + data.byteLength > this.capacityLimitBytes) {
+      throw resourceExhausted(`node is full (capacity ${this.capacityLimitBytes} bytes)`);
+    }
     const tmpPath = join(this.tmpDir, `${id}.${process.pid}.${++this.tmpSequence}`);
     try {
       const handle = await open(tmpPath, "wx", 0o600);
@@ -148,12 +161,68 @@ export class ChunkStore {
       this.chunkCount--;
       this.usedBytes -= size;
       this.log(`quarantined corrupt chunk ${id} -> ${target}`);
+      this.onLost(id);
     } catch (err) {
       if (!(err instanceof DropboxError) && (err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
     }
   }
 
-  /** Counts and disk space, for heartbeats. */
+  /** Re-reads and re-hashes one chunk; returns its size, or null when it is gone. A bad copy is quarantined (DATA_LOSS). */
+  async verify(id: string): Promise<number | null> {
+    const data = await this.readVerified(id);
+    return data ? data.byteLength : null;
+  }
+
+  /** Up to `limit` chunks after `startAfter`, in id order. */
+  async list(startAfter: string, limit: number): Promise<{ chunks: ChunkRef[]; truncated: boolean }> {
+    const chunks: ChunkRef[] = [];
+    for (const dir of FANOUT) {
+      if (dir < startAfter.slice(0, 2)) continue;
+      const names = (await readdir(join(this.chunksDir, dir))).filter((n) => n > startAfter).sort();
+      for (const name of names) {
+        if (chunks.length === limit) return { chunks, truncated: true };
+        const size = await stat(join(this.chunksDir, dir, name)).then((s) => s.size, () => null);
+        if (size !== null) chunks.push({ chunkId: name, size });
+      }
+    }
+    return { chunks, truncated: false };
+  }
+
+  /**
+   * Deletes chunks, except those written or re-sent within `keepIfWrittenWithinMs` (by this
+   * node's clock): an upload may be about to reference them. Absent chunks count as deleted.
+   */
+  async delete(ids: string[], keepIfWrittenWithinMs: number): Promise<{ deleted: string[]; kept: string[] }> {
+    const deleted: string[] = [];
+    const kept: string[] = [];
+    const touchedDirs = new Set<string>();
+    for (const id of ids) {
+      assertChunkId(id);
+      if (this.putsInProgress.has(id)) {
+        kept.push(id);
+        continue;
+      }
+      const path = this.pathOf(id);
+      const info = await stat(path).catch(() => null);
+      if (!info) {
+        deleted.push(id);
+        continue;
+      }
+      if (Date.now() - info.mtimeMs < keepIfWrittenWithinMs) {
+        kept.push(id);
+        continue;
+      }
+      await unlink(path);
+      this.chunkCount--;
+      this.usedBytes -= info.size;
+      touchedDirs.add(id.slice(0, 2));
+      deleted.push(id);
+    }
+    for (const dir of touchedDirs) await syncDirectory(join(this.chunksDir, dir));
+    return { deleted, kept };
+  }
+
+  /** Counts and disk space, for heartbeats; a capacity limit caps both. */
   async usage(): Promise<StoreUsage> {
     let capacityBytes = 0;
     let freeBytes = 0;
@@ -163,6 +232,10 @@ export class ChunkStore {
       freeBytes = fs.bavail * fs.bsize;
     } catch {
       // statfs unsupported: report unknown space rather than fail the heartbeat.
+    }
+    if (this.capacityLimitBytes > 0) {
+      capacityBytes = this.capacityLimitBytes;
+      freeBytes = Math.max(0, Math.min(freeBytes || Infinity, this.capacityLimitBytes - this.usedBytes));
     }
     return { chunkCount: this.chunkCount, usedBytes: this.usedBytes, capacityBytes, freeBytes };
   }

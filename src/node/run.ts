@@ -8,10 +8,12 @@ import { errorMessage, invalidArgument } from "../core/errors";
 import { makeLog } from "../core/log";
 import { REGISTER_RETRY_INTERVAL_MS } from "../core/limits";
 import { VERSION } from "../core/version";
-import { MasterApi } from "../rpc/client";
+import { MAX_CHUNK_IDS_PER_REQUEST } from "../core/limits";
+import { MasterApi, StoragePool } from "../rpc/client";
 import { StorageServiceClient } from "../rpc/proto";
 import { startServer } from "../rpc/server";
 import { ChunkStore } from "./chunk-store";
+import { startScrubber } from "./scrubber";
 import { storageService } from "./service";
 
 /** What a node needs to run. */
@@ -23,6 +25,10 @@ export interface NodeOptions {
   advertise?: string;
   id?: string;
   heartbeatIntervalMs: number;
+  /** MiB/s to re-verify stored chunks at; 0 disables scrubbing. */
+  scrubRateMiBps: number;
+  /** Bytes this node may hold (0: the whole disk). */
+  capacityBytes: number;
 }
 
 /** A running node. */
@@ -54,8 +60,12 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
   await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
   const nodeId = await resolveNodeId(options.dataDir, options.id);
   const log = makeLog(`node[${nodeId}]`);
-  const store = await ChunkStore.open(options.dataDir, log);
-  const server = await startServer(options.host, options.port, [{ name: "dropbox.StorageService", definition: StorageServiceClient.service, implementation: storageService(store, log) }], log);
+  // Copies lost to corruption, reported with the next heartbeats until the master has them.
+  const lost = new Set<string>();
+  const store = await ChunkStore.open(options.dataDir, log, (id) => lost.add(id), options.capacityBytes);
+  const peers = new StoragePool();
+  const server = await startServer(options.host, options.port, [{ name: "dropbox.StorageService", definition: StorageServiceClient.service, implementation: storageService(store, peers, log) }], log);
+  const stopScrubber = options.scrubRateMiBps > 0 ? startScrubber(store, options.scrubRateMiBps, log) : () => {};
 
   const wildcard = options.host === "0.0.0.0" || options.host === "::";
   const advertised = options.advertise ? parseHostPort(options.advertise, "--advertise") : { host: wildcard ? hostname() : options.host, port: server.port };
@@ -79,7 +89,9 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
     try {
       if (!registered) await register();
       else {
-        const response = await master.heartbeat({ nodeId, ...(await store.usage()) }, options.heartbeatIntervalMs * 4);
+        const reported = [...lost].slice(0, MAX_CHUNK_IDS_PER_REQUEST);
+        const response = await master.heartbeat({ nodeId, ...(await store.usage()), lostChunkIds: reported }, options.heartbeatIntervalMs * 4);
+        for (const id of reported) lost.delete(id);
         if (!response.known) {
           registered = false;
           await register();
@@ -100,8 +112,10 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
     async stop() {
       stopped = true;
       if (timer) clearTimeout(timer);
+      stopScrubber();
       await server.shutdown();
       master.close();
+      peers.close();
     },
   };
 }

@@ -61,8 +61,15 @@ export class StorageApi {
     this.client = new StorageServiceClient(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS) as unknown as AnyClient;
   }
 
-  putChunk = (r: m.PutChunkRequest, timeoutMs: number) => callUnary<m.PutChunkRequest, m.PutChunkResponse>(this.client, "PutChunk", r, `node ${this.address}`, timeoutMs);
-  getChunk = (r: m.GetChunkRequest, timeoutMs: number) => callUnary<m.GetChunkRequest, m.GetChunkResponse>(this.client, "GetChunk", r, `node ${this.address}`, timeoutMs);
+  private call<Req, Res>(method: string, request: Req, timeoutMs: number): Promise<Res> {
+    return callUnary(this.client, method, request, `node ${this.address}`, timeoutMs);
+  }
+
+  putChunk = (r: m.PutChunkRequest, timeoutMs: number) => this.call<m.PutChunkRequest, m.PutChunkResponse>("PutChunk", r, timeoutMs);
+  getChunk = (r: m.GetChunkRequest, timeoutMs: number) => this.call<m.GetChunkRequest, m.GetChunkResponse>("GetChunk", r, timeoutMs);
+  replicateChunk = (r: m.ReplicateChunkRequest, timeoutMs: number) => this.call<m.ReplicateChunkRequest, m.ReplicateChunkResponse>("ReplicateChunk", r, timeoutMs);
+  deleteChunks = (r: m.DeleteChunksRequest, timeoutMs: number) => this.call<m.DeleteChunksRequest, m.DeleteChunksResponse>("DeleteChunks", r, timeoutMs);
+  listChunks = (r: m.ListChunksRequest, timeoutMs: number) => this.call<m.ListChunksRequest, m.ListChunksResponse>("ListChunks", r, timeoutMs);
 
   close() {
     this.client.close();

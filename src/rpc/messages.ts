@@ -35,6 +35,7 @@ export interface RegisterResponse {
 }
 export interface HeartbeatRequest extends NodeUsage {
   nodeId: string;
+  lostChunkIds: string[];
 }
 export interface HeartbeatResponse {
   known: boolean;
@@ -107,6 +108,17 @@ export interface DeleteFileRequest {
 export interface DeleteFileResponse {
   file: FileInfo | null;
 }
+export interface RepairStatus {
+  underReplicatedChunks: number;
+  unavailableChunks: number;
+  overReplicatedChunks: number;
+  repairsInProgress: number;
+  repairsCompleted: number;
+  repairsFailed: number;
+  replicasTrimmed: number;
+  gcPendingChunks: number;
+  gcCollectedChunks: number;
+}
 export interface NodeStatus extends NodeUsage {
   node: StorageNode | null;
   alive: boolean;
@@ -121,6 +133,7 @@ export interface ClusterStatusResponse {
   underReplicatedChunks: number;
   masterStartedAtMs: number;
   version: string;
+  repair: RepairStatus | null;
 }
 export interface PutChunkRequest {
   chunkId: string;
@@ -135,4 +148,28 @@ export interface GetChunkRequest {
 }
 export interface GetChunkResponse {
   data: Buffer;
+}
+export interface ReplicateChunkRequest {
+  chunkId: string;
+  sources: StorageNode[];
+}
+export interface ReplicateChunkResponse {
+  sourceNodeId: string;
+  corruptSourceNodeIds: string[];
+}
+export interface DeleteChunksRequest {
+  chunkIds: string[];
+  keepIfWrittenWithinMs: number;
+}
+export interface DeleteChunksResponse {
+  deletedChunkIds: string[];
+  keptChunkIds: string[];
+}
+export interface ListChunksRequest {
+  startAfter: string;
+  limit: number;
+}
+export interface ListChunksResponse {
+  chunks: ChunkRef[];
+  truncated: boolean;
 }

@@ -1,0 +1,262 @@
+/**
+ * Keeping every referenced chunk on `replication` live nodes, automatically: copy chunks
+ * that lost replicas (most endangered first, bounded concurrency), trim surplus copies,
+ * reconcile a node's inventory when it (re)joins, and collect unreferenced chunks after
+ * a grace period.
+ */
+import { formatHostPort } from "../core/address";
+import { errorMessage } from "../core/errors";
+import type { Log } from "../core/log";
+import { CHUNK_RPC_TIMEOUT_MS, INVENTORY_INTERVAL_MS, MAX_CHUNK_IDS_PER_REQUEST, REPAIR_BATCH_CHUNKS, REPAIR_CONCURRENCY } from "../core/limits";
+import { Semaphore } from "../core/semaphore";
+import type { StoragePool } from "../rpc/client";
+import type { RepairStatus } from "../rpc/messages";
+import type { Metadata } from "./metadata";
+import { NodeRegistry, type NodeState } from "./node-registry";
+import { pickWeighted } from "./placement";
+
+/** What the repairer needs. */
+export interface RepairOptions {
+  metadata: Metadata;
+  registry: NodeRegistry;
+  pool: StoragePool;
+  replication: number;
+  gcGraceMs: number;
+  intervalMs: number;
+  minFreeBytes: number;
+  log: Log;
+}
+
+/** Full scans happen at least this often even when nothing seems to have changed. */
+const FULL_SCAN_INTERVAL_MS = 30_000;
+/** Unreferenced chunks forgotten per round. */
+const GC_BATCH_CHUNKS = 1000;
+
+const addressOf = (n: NodeState) => formatHostPort(n.host, n.port);
+
+function shuffle<T>(items: T[]): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
+
+/** The master's background repair, trim, reconcile and GC loop. */
+export class Repairer {
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private stopped = false;
+  private dirty = true;
+  private lastFullScanMs = 0;
+  private lastLiveSignature = "";
+  private readonly inProgress = new Set<string>();
+  private readonly permits = new Semaphore(REPAIR_CONCURRENCY);
+  private readonly reconciling = new Set<string>();
+  private readonly lastInventoryMs = new Map<string, number>();
+  private readonly counters = { repairsCompleted: 0, repairsFailed: 0, replicasTrimmed: 0, gcCollectedChunks: 0 };
+  private lastScan = { underReplicatedChunks: 0, unavailableChunks: 0, overReplicatedChunks: 0 };
+
+  constructor(private readonly o: RepairOptions) {}
+
+  start() {
+    const tick = async () => {
+      try {
+        await this.round();
+      } catch (err) {
+        this.o.log(`repair round failed: ${errorMessage(err)}`);
+      }
+      if (!this.stopped) this.timer = setTimeout(tick, this.o.intervalMs);
+    };
+    this.timer = setTimeout(tick, this.o.intervalMs);
+  }
+
+  stop() {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+  }
+
+  /** Something changed (a commit, a delete): look again at the next round. */
+  markDirty() {
+    this.dirty = true;
+  }
+
+  /** A node (re)registered: read its inventory and reconcile. */
+  onNodeRegistered(nodeId: string) {
+    void this.reconcile(nodeId);
+  }
+
+  /** A node reports copies it lost (quarantined): they no longer count. */
+  onLost(nodeId: string, chunkIds: string[]) {
+    for (const id of chunkIds) this.o.metadata.removeReplica(id, nodeId);
+    if (chunkIds.length > 0) {
+      this.o.log(`node ${nodeId} lost ${chunkIds.length} chunk copies; scheduling repair`);
+      this.dirty = true;
+    }
+  }
+
+  status(): RepairStatus {
+    return { ...this.lastScan, ...this.counters, repairsInProgress: this.inProgress.size, gcPendingChunks: this.o.metadata.gcPendingCount() };
+  }
+
+  private async round() {
+    const now = Date.now();
+    const live = this.o.registry.live(now);
+    const signature = live.map((n) => n.id).sort().join(",");
+    if (signature !== this.lastLiveSignature) {
+      if (this.lastLiveSignature !== "") this.o.log(`live nodes now: ${signature || "(none)"}`);
+      this.lastLiveSignature = signature;
+      this.dirty = true;
+    }
+    for (const node of live) {
+      if (now - (this.lastInventoryMs.get(node.id) ?? now) > INVENTORY_INTERVAL_MS) void this.reconcile(node.id);
+    }
+    await this.collectGarbage(now, live);
+    if (this.dirty || now - this.lastFullScanMs > FULL_SCAN_INTERVAL_MS) {
+      this.dirty = false;
+      this.lastFullScanMs = now;
+      await this.scan(now, live);
+    }
+  }
+
+  /** Classifies every referenced chunk by live replica count, then repairs and trims. */
+  private async scan(now: number, live: NodeState[]) {
+    const liveById = new Map(live.map((n) => [n.id, n]));
+    const under: { chunkId: string; holders: NodeState[]; allHolders: Set<string> }[] = [];
+    const over: { chunkId: string; holders: NodeState[] }[] = [];
+    let unavailable = 0;
+    for (const chunk of this.o.metadata.referencedChunkReplicas()) {
+      const holders = chunk.nodeIds.map((id) => liveById.get(id)).filter((n): n is NodeState => n !== undefined);
+      if (holders.length === 0) unavailable++;
+      else if (holders.length < this.o.replication) under.push({ chunkId: chunk.chunkId, holders, allHolders: new Set(chunk.nodeIds) });
+      else if (holders.length > this.o.replication) over.push({ chunkId: chunk.chunkId, holders });
+    }
+    this.lastScan = { underReplicatedChunks: under.length, unavailableChunks: unavailable, overReplicatedChunks: over.length };
+    // Most endangered first: one live replica left before two.
+    under.sort((a, b) => a.holders.length - b.holders.length);
+    const jobs: Promise<void>[] = [];
+    for (const item of under.slice(0, REPAIR_BATCH_CHUNKS)) {
+      if (this.inProgress.has(item.chunkId)) continue;
+      await this.permits.acquire();
+      if (this.stopped) break;
+      this.inProgress.add(item.chunkId);
+      jobs.push(
+        this.replicate(item.chunkId, item.holders, item.allHolders, live).finally(() => {
+          this.inProgress.delete(item.chunkId);
+          this.permits.release();
+        }),
+      );
+    }
+    for (const item of over.slice(0, REPAIR_BATCH_CHUNKS)) {
+      if (!this.inProgress.has(item.chunkId)) jobs.push(this.trim(item.chunkId, item.holders));
+    }
+    await Promise.all(jobs);
+    if (under.length > 0 || over.length > 0) this.dirty = true;
+  }
+
+  /** Has one more node fetch `chunkId` from a live holder; the new holder verifies the bytes. */
+  private async replicate(chunkId: string, holders: NodeState[], allHolders: Set<string>, live: NodeState[]) {
+    const candidates = live.filter((n) => !allHolders.has(n.id) && (n.capacityBytes === 0 || n.freeBytes >= this.o.minFreeBytes));
+    const [target] = pickWeighted(candidates, 1);
+    if (!target) return; // not enough nodes: stays under-replicated, visible in status
+    const targetNode = this.o.registry.get(target.id)!;
+    try {
+      const result = await this.o.pool.get(addressOf(targetNode)).replicateChunk({ chunkId, sources: shuffle(holders).map((h) => NodeRegistry.address(h)) }, CHUNK_RPC_TIMEOUT_MS * 2);
+      for (const corrupt of result.corruptSourceNodeIds) this.o.metadata.removeReplica(chunkId, corrupt);
+      this.o.metadata.addReplica(chunkId, targetNode.id, Date.now());
+      this.counters.repairsCompleted++;
+    } catch (err) {
+      this.counters.repairsFailed++;
+      this.o.log(`repair of chunk ${chunkId.slice(0, 12)}… onto ${targetNode.id} failed: ${errorMessage(err)}`);
+    }
+  }
+
+  /** Deletes surplus live copies, from the fullest nodes first. */
+  private async trim(chunkId: string, holders: NodeState[]) {
+    const surplus = [...holders].sort((a, b) => a.freeBytes - b.freeBytes).slice(0, holders.length - this.o.replication);
+    for (const node of surplus) {
+      try {
+        // Forget the copy first: a reader that gets the old list falls back to another replica.
+        this.o.metadata.removeReplica(chunkId, node.id);
+        await this.o.pool.get(addressOf(node)).deleteChunks({ chunkIds: [chunkId], keepIfWrittenWithinMs: 0 }, CHUNK_RPC_TIMEOUT_MS);
+        this.counters.replicasTrimmed++;
+      } catch (err) {
+        this.o.log(`trimming chunk ${chunkId.slice(0, 12)}… on ${node.id} failed: ${errorMessage(err)}`);
+      }
+    }
+  }
+
+  /** Deletes chunks unreferenced for longer than the grace period, master rows first. */
+  private async collectGarbage(now: number, live: NodeState[]) {
+    const collected = this.o.metadata.collectGarbage(now, this.o.gcGraceMs, GC_BATCH_CHUNKS);
+    if (collected.length === 0) return;
+    this.counters.gcCollectedChunks += collected.length;
+    const byNode = new Map<string, string[]>();
+    for (const chunk of collected) for (const nodeId of chunk.nodeIds) byNode.set(nodeId, [...(byNode.get(nodeId) ?? []), chunk.chunkId]);
+    const liveIds = new Set(live.map((n) => n.id));
+    await Promise.all(
+      [...byNode].map(async ([nodeId, ids]) => {
+        const node = this.o.registry.get(nodeId);
+        // Dead holders keep their copies for now; the inventory at their return finds them orphaned.
+        if (!node || !liveIds.has(nodeId)) return;
+        try {
+          await this.o.pool.get(addressOf(node)).deleteChunks({ chunkIds: ids, keepIfWrittenWithinMs: this.o.gcGraceMs }, CHUNK_RPC_TIMEOUT_MS);
+        } catch (err) {
+          this.o.log(`garbage collection on ${nodeId} failed: ${errorMessage(err)}`);
+        }
+      }),
+    );
+    this.o.log(`collected ${collected.length} unreferenced chunks`);
+  }
+
+  /**
+   * Reads a node's whole inventory and reconciles: known chunks become replicas, copies
+   * the master records but the node lacks are forgotten, and chunks nobody knows are
+   * deleted unless written within the grace period (an upload may be about to commit them).
+   */
+  private async reconcile(nodeId: string) {
+    if (this.reconciling.has(nodeId)) return;
+    this.reconciling.add(nodeId);
+    const started = Date.now();
+    this.lastInventoryMs.set(nodeId, started);
+    try {
+      const node = this.o.registry.get(nodeId);
+      if (!node) return;
+      const api = this.o.pool.get(addressOf(node));
+      const seen = new Set<string>();
+      const orphans: string[] = [];
+      let startAfter = "";
+      for (;;) {
+        const page = await api.listChunks({ startAfter, limit: MAX_CHUNK_IDS_PER_REQUEST }, CHUNK_RPC_TIMEOUT_MS);
+        const ids = page.chunks.map((c) => c.chunkId);
+        const known = this.o.metadata.knownChunks(ids);
+        for (const id of ids) {
+          seen.add(id);
+          if (known.has(id)) this.o.metadata.addReplica(id, nodeId, started);
+          else orphans.push(id);
+        }
+        if (!page.truncated || ids.length === 0) break;
+        startAfter = ids[ids.length - 1]!;
+      }
+      let forgotten = 0;
+      for (const id of this.o.metadata.replicasOnNodeAddedBefore(nodeId, started)) {
+        if (!seen.has(id)) {
+          this.o.metadata.removeReplica(id, nodeId);
+          forgotten++;
+        }
+      }
+      let deleted = 0;
+      for (let i = 0; i < orphans.length; i += MAX_CHUNK_IDS_PER_REQUEST) {
+        const result = await api.deleteChunks({ chunkIds: orphans.slice(i, i + MAX_CHUNK_IDS_PER_REQUEST), keepIfWrittenWithinMs: this.o.gcGraceMs }, CHUNK_RPC_TIMEOUT_MS);
+        deleted += result.deletedChunkIds.length;
+      }
+      this.o.log(`inventory of ${nodeId}: ${seen.size} chunks, ${forgotten} missing copies forgotten, ${deleted} orphans deleted`);
+      this.dirty = true;
+    } catch (err) {
+      this.o.log(`inventory of ${nodeId} failed: ${errorMessage(err)}`);
+      this.lastInventoryMs.delete(nodeId);
+    } finally {
+      this.reconciling.delete(nodeId);
+    }
+  }
+}

@@ -1,0 +1,191 @@
+/** The cluster heals itself: lost replicas come back, surplus ones go, rot is found and replaced, garbage is collected. */
+import { describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { readFile, readdir, writeFile } from "node:fs/promises";
+import type { MasterApi } from "../src/rpc/client";
+import { randomBytes, sha256File, type ServerProcess, type TestCluster, waitFor, withCluster, withTempDir } from "./harness";
+
+const MiB = 1024 * 1024;
+/** Short intervals so the whole heal cycle fits in a test. */
+const FAST_MASTER = ["--node-timeout", "1000", "--repair-interval", "100", "--gc-grace", "300"];
+const FAST_NODE = ["--heartbeat-interval", "100"];
+
+/** chunk id -> how many nodes (of those given) hold it on disk. */
+async function copiesOnDisk(cluster: TestCluster, nodes: ServerProcess[]): Promise<Map<string, number>> {
+  const copies = new Map<string, number>();
+  for (const node of nodes) for (const id of (await cluster.chunkFiles(node)).keys()) copies.set(id, (copies.get(id) ?? 0) + 1);
+  return copies;
+}
+
+async function fileChunkIds(api: MasterApi, name: string): Promise<string[]> {
+  return [...new Set((await api.getManifest({ filename: name })).chunks.map((c) => c.chunkId))];
+}
+
+describe("self-healing", () => {
+  test("a node killed and not restarted: every chunk again has 2 live replicas on disk, and the file downloads intact", async () => {
+    await withCluster({ nodes: 3, replication: 2, masterArgs: FAST_MASTER, nodeArgs: FAST_NODE }, async (cluster) => {
+      await withTempDir(async (dir) => {
+        await writeFile(join(dir, "f.bin"), randomBytes(20 * MiB));
+        expect((await cluster.run(["upload", join(dir, "f.bin"), "--chunk-size", "1MiB"])).exitCode).toBe(0);
+        const api = cluster.api();
+        const ids = await fileChunkIds(api, "f.bin");
+        expect(ids).toHaveLength(20);
+        const victim = cluster.nodes[0]!;
+        const survivors = cluster.nodes.slice(1);
+        expect((await cluster.chunkFiles(victim)).size).toBeGreaterThan(0);
+        await victim.kill("SIGKILL");
+        // Node timeout (1 s) plus a bounded repair time.
+        await waitFor(
+          "every chunk to have 2 copies on the surviving nodes",
+          async () => {
+            const copies = await copiesOnDisk(cluster, survivors);
+            return ids.every((id) => copies.get(id) === 2);
+          },
+          30_000,
+          100,
+        );
+        const status = await api.getClusterStatus(2000);
+        expect(status.nodes.find((n) => n.node?.nodeId === "node1")?.alive).toBe(false);
+        await waitFor("status to show no under-replicated chunks", async () => (await api.getClusterStatus(2000)).repair?.underReplicatedChunks === 0, 10_000);
+        expect((await api.getClusterStatus(2000)).repair!.repairsCompleted).toBeGreaterThan(0);
+        const down = await cluster.run(["download", "f.bin", join(dir, "out.bin")]);
+        expect(down.exitCode).toBe(0);
+        expect(await sha256File(join(dir, "out.bin"))).toBe(await sha256File(join(dir, "f.bin")));
+      });
+    });
+  });
+
+  test("the dead node restarted: over-replicated chunks are trimmed back to 2 copies", async () => {
+    await withCluster({ nodes: 3, replication: 2, masterArgs: FAST_MASTER, nodeArgs: FAST_NODE }, async (cluster) => {
+      await withTempDir(async (dir) => {
+        await writeFile(join(dir, "f.bin"), randomBytes(12 * MiB));
+        expect((await cluster.run(["upload", join(dir, "f.bin"), "--chunk-size", "1MiB"])).exitCode).toBe(0);
+        const ids = await fileChunkIds(cluster.api(), "f.bin");
+        const victim = cluster.nodes[0]!;
+        await victim.kill("SIGKILL");
+        await waitFor("repair onto the survivors", async () => {
+          const copies = await copiesOnDisk(cluster, cluster.nodes.slice(1));
+          return ids.every((id) => copies.get(id) === 2);
+        }, 30_000, 100);
+        await victim.start();
+        await waitFor("surplus copies trimmed: exactly 2 copies of every chunk across all 3 nodes", async () => {
+          const copies = await copiesOnDisk(cluster, cluster.nodes);
+          return ids.every((id) => copies.get(id) === 2) && copies.size === ids.length;
+        }, 30_000, 100);
+        const down = await cluster.run(["download", "f.bin", join(dir, "out.bin")]);
+        expect(down.exitCode).toBe(0);
+        expect(await sha256File(join(dir, "out.bin"))).toBe(await sha256File(join(dir, "f.bin")));
+      });
+    });
+  });
+
+  test("a chunk file flipped on disk: the scrubber quarantines it and the replica is restored", async () => {
+    await withCluster({ nodes: 3, replication: 2, masterArgs: FAST_MASTER, nodeArgs: [...FAST_NODE, "--scrub-rate", "64"] }, async (cluster) => {
+      await withTempDir(async (dir) => {
+        await writeFile(join(dir, "f.bin"), randomBytes(4 * MiB));
+        expect((await cluster.run(["upload", join(dir, "f.bin"), "--chunk-size", "1MiB"])).exitCode).toBe(0);
+        const ids = await fileChunkIds(cluster.api(), "f.bin");
+        const node = (await Promise.all(cluster.nodes.map(async (n) => ({ n, files: await cluster.chunkFiles(n) })))).find((x) => x.files.size > 0)!;
+        const id = [...node.files.keys()][0]!;
+        const path = join(node.n.dataDir, "chunks", id.slice(0, 2), id);
+        const bytes = await readFile(path);
+        bytes[12345] = bytes[12345]! ^ 0x01;
+        await writeFile(path, bytes);
+        await waitFor("the scrubber to quarantine the flipped copy", async () => (await readdir(join(node.n.dataDir, "quarantine"))).some((f) => f.startsWith(id)), 20_000, 100);
+        await waitFor("2 good copies of every chunk again", async () => {
+          const copies = await copiesOnDisk(cluster, cluster.nodes);
+          return ids.every((c) => copies.get(c) === 2);
+        }, 20_000, 100);
+        // Every copy on disk is good again.
+        for (const n of cluster.nodes) {
+          for (const chunkId of (await cluster.chunkFiles(n)).keys()) {
+            const data = await readFile(join(n.dataDir, "chunks", chunkId.slice(0, 2), chunkId));
+            expect(new Bun.CryptoHasher("sha256").update(data).digest("hex")).toBe(chunkId);
+          }
+        }
+      });
+    });
+  });
+
+  test("delete: after the grace period no node holds the file's chunks, except those another file shares, which still downloads", async () => {
+    await withCluster({ nodes: 3, replication: 2, masterArgs: FAST_MASTER, nodeArgs: FAST_NODE }, async (cluster) => {
+      await withTempDir(async (dir) => {
+        const shared = randomBytes(2 * MiB);
+        const own = randomBytes(3 * MiB);
+        await writeFile(join(dir, "a.bin"), Buffer.concat([shared, own]));
+        await writeFile(join(dir, "b.bin"), shared);
+        expect((await cluster.run(["upload", join(dir, "a.bin"), "--chunk-size", "1MiB"])).exitCode).toBe(0);
+        expect((await cluster.run(["upload", join(dir, "b.bin"), "--chunk-size", "1MiB"])).exitCode).toBe(0);
+        const api = cluster.api();
+        const aIds = await fileChunkIds(api, "a.bin");
+        const bIds = await fileChunkIds(api, "b.bin");
+        const onlyA = aIds.filter((id) => !bIds.includes(id));
+        expect(onlyA).toHaveLength(3);
+        expect((await cluster.run(["delete", "a.bin"])).exitCode).toBe(0);
+        expect((await cluster.run(["download", "a.bin", join(dir, "gone")])).exitCode).toBe(3);
+        await waitFor("a.bin's own chunks to be deleted from every node", async () => {
+          const copies = await copiesOnDisk(cluster, cluster.nodes);
+          return onlyA.every((id) => !copies.has(id));
+        }, 20_000, 100);
+        const copies = await copiesOnDisk(cluster, cluster.nodes);
+        for (const id of bIds) expect(copies.get(id)).toBe(2);
+        expect((await api.getClusterStatus(2000)).repair!.gcCollectedChunks).toBe(3);
+        const down = await cluster.run(["download", "b.bin", join(dir, "b.out")]);
+        expect(down.exitCode).toBe(0);
+        expect(await sha256File(join(dir, "b.out"))).toBe(await sha256File(join(dir, "b.bin")));
+      });
+    });
+  });
+
+  test("delete racing an upload of identical content under another name: the new file always downloads intact", async () => {
+    // gc-grace 0: collection may happen at any moment, the worst case for the race.
+    await withCluster({ nodes: 3, replication: 2, masterArgs: ["--node-timeout", "1000", "--repair-interval", "20", "--gc-grace", "0"], nodeArgs: FAST_NODE }, async (cluster) => {
+      await withTempDir(async (dir) => {
+        for (let round = 0; round < 6; round++) {
+          const data = randomBytes(3 * MiB);
+          await writeFile(join(dir, `r${round}`), data);
+          expect((await cluster.run(["upload", join(dir, `r${round}`), "--as", `old-${round}`, "--chunk-size", "256k"])).exitCode).toBe(0);
+          const [del, up] = await Promise.all([
+            cluster.run(["delete", `old-${round}`]),
+            cluster.run(["upload", join(dir, `r${round}`), "--as", `new-${round}`, "--chunk-size", "256k"]),
+          ]);
+          expect(del.exitCode).toBe(0);
+          expect(up.stderr).toBe("");
+          expect(up.exitCode).toBe(0);
+        }
+        // Let any pending collection run, then every new file must still be whole.
+        await waitFor("garbage collection to settle", async () => (await cluster.api().getClusterStatus(2000)).repair?.gcPendingChunks === 0, 10_000);
+        for (let round = 0; round < 6; round++) {
+          const down = await cluster.run(["download", `new-${round}`, join(dir, `out${round}`)]);
+          expect(down.stderr).toBe("");
+          expect(down.exitCode).toBe(0);
+          expect(await sha256File(join(dir, `out${round}`))).toBe(await sha256File(join(dir, `r${round}`)));
+        }
+      });
+    });
+  });
+
+  test("a node that is full: uploads still succeed on the others", async () => {
+    await withCluster({ nodes: 3, replication: 2, masterArgs: [...FAST_MASTER, "--min-free", "1MiB"], nodeArgs: FAST_NODE }, async (cluster) => {
+      // A fourth node that can hold only 2 MiB.
+      const tiny = cluster.addNode(["--capacity", "2MiB"]);
+      await tiny.start();
+      await cluster.waitForLiveNodes(4);
+      await withTempDir(async (dir) => {
+        for (let i = 0; i < 4; i++) {
+          await writeFile(join(dir, `f${i}`), randomBytes(8 * MiB));
+          const up = await cluster.run(["upload", join(dir, `f${i}`), "--chunk-size", "1MiB"]);
+          expect(up.stderr).toBe("");
+          expect(up.exitCode).toBe(0);
+        }
+        const usedOnTiny = [...(await cluster.chunkFiles(tiny)).values()].reduce((a, b) => a + b, 0);
+        expect(usedOnTiny).toBeLessThanOrEqual(2 * MiB);
+        for (let i = 0; i < 4; i++) {
+          const down = await cluster.run(["download", `f${i}`, join(dir, `o${i}`)]);
+          expect(down.exitCode).toBe(0);
+          expect(await sha256File(join(dir, `o${i}`))).toBe(await sha256File(join(dir, `f${i}`)));
+        }
+      });
+    });
+  });
+});
