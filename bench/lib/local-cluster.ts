@@ -1,0 +1,193 @@
+/**
+ * A master and N storage nodes spawned straight from the binary on OS-chosen loopback
+ * ports, each with its own data dir and log file under one temp dir. Used by the
+ * benchmarks that need the processes' pids (peak RSS, killing a node); whatever happens,
+ * every process is stopped when this script exits.
+ */
+import { closeSync, openSync, readFileSync } from "node:fs";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+import { MasterApi } from "../../src/rpc/client";
+
+/** How long a server may take to print its `listening on` line. */
+const LISTEN_TIMEOUT_MS = 15_000;
+/** How long the nodes may take to register and be seen alive. */
+const READY_TIMEOUT_MS = 15_000;
+/** How long a server gets to stop on SIGTERM before it is killed. */
+const STOP_GRACE_MS = 5_000;
+const POLL_INTERVAL_MS = 25;
+
+/** Every child still running; killed on exit so that nothing is left listening. */
+const running = new Set<Subprocess>();
+process.on("exit", () => {
+  for (const proc of running) proc.kill("SIGKILL");
+});
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+  process.on(signal, () => {
+    for (const proc of running) proc.kill("SIGKILL");
+    process.exit(130);
+  });
+}
+
+/** Polls `check` until it returns a truthy value or `timeoutMs` passes. */
+export async function waitFor<T>(what: string, check: () => Promise<T> | T, timeoutMs: number, intervalMs = POLL_INTERVAL_MS): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value) return value as NonNullable<T>;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${lastError})` : ""}`);
+    await Bun.sleep(intervalMs);
+  }
+}
+
+/** One server process: master or node. */
+export class ServerProcess {
+  port = 0;
+
+  private constructor(
+    readonly name: string,
+    readonly dataDir: string,
+    readonly logPath: string,
+    readonly proc: Subprocess,
+  ) {}
+
+  /** Spawns `bin args…` with output to `logPath` and waits for its `listening on` line. */
+  static async start(bin: string, name: string, dataDir: string, logPath: string, args: string[]): Promise<ServerProcess> {
+    const fd = openSync(logPath, "a");
+    let proc: Subprocess;
+    try {
+      proc = Bun.spawn([bin, ...args], { stdout: fd, stderr: fd, stdin: "ignore" });
+    } finally {
+      closeSync(fd);
+    }
+    running.add(proc);
+    void proc.exited.then(() => running.delete(proc));
+    const server = new ServerProcess(name, dataDir, logPath, proc);
+    server.port = await waitFor(
+      `${name} to listen`,
+      () => {
+        if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`${name} exited (${proc.exitCode ?? proc.signalCode}): ${server.logTail()}`);
+        const match = /listening on \S+:(\d+)/.exec(readFileSync(logPath, "utf8"));
+        return match ? Number(match[1]) : 0;
+      },
+      LISTEN_TIMEOUT_MS,
+    );
+    return server;
+  }
+
+  get address(): string {
+    return `127.0.0.1:${this.port}`;
+  }
+
+  get pid(): number {
+    return this.proc.pid;
+  }
+
+  get alive(): boolean {
+    return this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+
+  /** Sends `signal` and waits for the exit; SIGKILL after the grace period. */
+  async stop(signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
+    if (!this.alive) return;
+    this.proc.kill(signal);
+    const timer = setTimeout(() => this.proc.kill("SIGKILL"), STOP_GRACE_MS);
+    await this.proc.exited;
+    clearTimeout(timer);
+  }
+
+  /** The last lines of the log, for error messages. */
+  logTail(lines = 5): string {
+    try {
+      return readFileSync(this.logPath, "utf8").trim().split("\n").slice(-lines).join(" | ");
+    } catch {
+      return "(no log)";
+    }
+  }
+}
+
+/** Settings for a local cluster. */
+export interface LocalClusterOptions {
+  bin: string;
+  nodes: number;
+  replication: number;
+  masterArgs?: string[];
+  nodeArgs?: string[];
+}
+
+/** A running master and its nodes, all under `dir`. */
+export class LocalCluster {
+  private readonly apis: MasterApi[] = [];
+
+  private constructor(
+    readonly dir: string,
+    readonly master: ServerProcess,
+    readonly nodes: ServerProcess[],
+  ) {}
+
+  /** Starts the master, then the nodes, and waits until the master sees every node alive. */
+  static async start(options: LocalClusterOptions): Promise<LocalCluster> {
+    const dir = await mkdtemp(join(tmpdir(), "dropbox-bench-"));
+    const servers: ServerProcess[] = [];
+    try {
+      const masterDir = join(dir, "master");
+      const master = await ServerProcess.start(options.bin, "master", masterDir, join(dir, "master.log"), [
+        "master", "--port", "0", "--data-dir", masterDir, "--replication", String(options.replication), ...(options.masterArgs ?? []),
+      ]);
+      servers.push(master);
+      const nodes = await Promise.all(
+        Array.from({ length: options.nodes }, (_, i) => {
+          const id = `node${i + 1}`;
+          const nodeDir = join(dir, id);
+          return ServerProcess.start(options.bin, id, nodeDir, join(dir, `${id}.log`), [
+            "node", "--port", "0", "--master", master.address, "--data-dir", nodeDir, "--id", id, ...(options.nodeArgs ?? []),
+          ]).then((node) => (servers.push(node), node));
+        }),
+      );
+      const cluster = new LocalCluster(dir, master, nodes);
+      const api = cluster.api();
+      await waitFor(`${nodes.length} live nodes`, async () => (await api.getClusterStatus(1000)).nodes.filter((n) => n.alive).length === nodes.length, READY_TIMEOUT_MS);
+      return cluster;
+    } catch (err) {
+      await Promise.all(servers.map((s) => s.stop("SIGKILL")));
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /** A master client that is closed with the cluster. */
+  api(): MasterApi {
+    const api = new MasterApi(this.master.address);
+    this.apis.push(api);
+    return api;
+  }
+
+  /** Master first, then nodes. */
+  get servers(): ServerProcess[] {
+    return [this.master, ...this.nodes];
+  }
+
+  /** Every chunk file on a node's disk (chunks/ab/<64-hex id>): the set of ids. */
+  async chunkIdsOnDisk(node: ServerProcess): Promise<Set<string>> {
+    const ids = new Set<string>();
+    const root = join(node.dataDir, "chunks");
+    for (const dir of await readdir(root).catch(() => [])) {
+      for (const name of await readdir(join(root, dir)).catch(() => [])) if (/^[0-9a-f]{64}$/.test(name)) ids.add(name);
+    }
+    return ids;
+  }
+
+  /** Stops every process (SIGTERM, then SIGKILL) and removes the temp dir. */
+  async stop(): Promise<void> {
+    for (const api of this.apis) api.close();
+    await Promise.all(this.servers.map((s) => s.stop()));
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
