@@ -9,4 +9,5 @@ function crash(err: unknown) {
 process.on("uncaughtException", crash);
 process.on("unhandledRejection", crash);
 
-process.exit(await main(process.argv));
+// No top-level await: the bytecode build (fast start-up) needs a CommonJS-compatible entry.
+main(process.argv).then((code) => process.exit(code), crash);
