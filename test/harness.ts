@@ -246,3 +246,19 @@ export async function sha256File(path: string): Promise<string> {
   for await (const piece of Bun.file(path).stream()) hasher.update(piece);
   return hasher.digest("hex");
 }
+
+/** The start of every ANSI control sequence: piped output must never contain it. */
+export const ANSI = "\x1b[";
+
+/** Where a node keeps a chunk on disk (for tests that damage or remove copies). */
+export function chunkPath(node: ServerProcess, chunkId: string): string {
+  return join(node.dataDir, "chunks", chunkId.slice(0, 2), chunkId);
+}
+
+/** Lines of output parsed as JSON, one document per line. */
+export function jsonLines<T = Record<string, unknown>>(text: string): T[] {
+  return text
+    .split("\n")
+    .filter((line) => line.trim() !== "")
+    .map((line) => JSON.parse(line) as T);
+}

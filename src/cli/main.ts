@@ -12,6 +12,14 @@ import { EXIT, exitCodeFor } from "./exit-codes";
 /** Stands for a bare "-" (stdin/stdout) argument while options are parsed. */
 export const STDIO_ARG = "\u0000-";
 
+/** The exit-code table (README: "Exit codes"), shown under every help. */
+const EXIT_CODES_HELP = [
+  "  0 ok   1 internal error   2 usage   3 not found   4 unavailable (master or nodes unreachable)",
+  "  5 integrity (no good copy)   6 degraded (status/verify: cluster answered but unhealthy)",
+  "  7 insufficient nodes or space   8 auth   130 interrupted",
+  "Run 'dropbox help COMMAND' (or 'dropbox COMMAND --help') for a command's flags and examples.",
+].join("\n");
+
 const MASTER_HELP = "master address HOST:PORT (default: $DROPBOX_MASTER or 127.0.0.1:9000)";
 
 function buildCli(argv: string[], setResult: (p: Promise<number>) => void) {
@@ -46,7 +54,9 @@ function buildCli(argv: string[], setResult: (p: Promise<number>) => void) {
     .action((flags) => run(async () => (await import("./node")).nodeCommand(flags, argv)));
 
   cli
-    .command("upload <...paths>", "Upload files (remote name: the file's basename)")
+    .command("upload <...paths>", "Upload files, or with -r directory trees (remote name: the file's basename, or its path under the directory)")
+    .option("-r, --recursive", "upload the files under each directory given; names keep their path relative to it")
+    .option("--prefix <dir>", "put the remote names under this directory, e.g. backups/2024/")
     .option("--as <name>", "remote name for a single file, e.g. artifacts/app.tgz")
     .option("--chunk-size <size>", "chunk size, 64KiB to 64MiB (default: 4MiB)")
     .option("--master <addr>", MASTER_HELP)
@@ -54,15 +64,19 @@ function buildCli(argv: string[], setResult: (p: Promise<number>) => void) {
     .option("--quiet", "print nothing but errors")
     .example("dropbox upload ./report.pdf")
     .example("dropbox upload ./build/app.tgz --as artifacts/app.tgz")
+    .example("dropbox upload *.log --prefix logs/")
+    .example("dropbox upload -r ./photos --prefix photos/   # photos/2024/a.jpg, …")
     .action((paths, flags) => run(async () => (await import("./upload")).uploadCommand(paths, flags, argv)));
 
   cli
-    .command("download <name> [output]", "Download a file ('-' writes to stdout; default: the name's basename)")
+    .command("download <name> [output]", "Download a file ('-' writes to stdout; default: the name's basename), or with -r every file under a prefix")
+    .option("-r, --recursive", "download every file under NAME (a prefix, taken as a directory) into OUTPUT (default: .)")
     .option("--master <addr>", MASTER_HELP)
     .option("--json", "print the result as one JSON document")
     .option("--quiet", "print nothing but errors")
     .example("dropbox download artifacts/app.tgz ./app.tgz")
     .example("dropbox download report.pdf - | sha256sum")
+    .example("dropbox download -r photos/ ./restored   # ./restored/2024/a.jpg, …")
     .action((name, output, flags) => run(async () => (await import("./download")).downloadCommand(String(name), output === undefined ? undefined : output === STDIO_ARG ? "-" : String(output), flags, argv)));
 
   cli
@@ -81,9 +95,55 @@ function buildCli(argv: string[], setResult: (p: Promise<number>) => void) {
     .example("dropbox delete report.pdf")
     .action((names, flags) => run(async () => (await import("./delete")).deleteCommand(names.map(String), flags, argv)));
 
+  cli
+    .command("status", "The master and every node: liveness, heartbeats, chunks, space, uptime, pids; exit 0 only when healthy")
+    .option("--master <addr>", MASTER_HELP)
+    .option("--json", "print the result as one JSON document")
+    .option("--quiet", "print nothing but errors (the exit code tells health)")
+    .example("dropbox status")
+    .example("dropbox status --quiet || echo 'cluster degraded or down'")
+    .example("dropbox status --json | jq '.nodes[] | select(.alive | not) | .id'")
+    .action((flags) => run(async () => (await import("./status")).statusCommand(flags, argv)));
+
+  cli
+    .command("analyze", "Report: system status, storage per node, chunk analysis, replica distribution, file manifest, network configuration")
+    .option("--limit <n>", "chunks whose replicas are listed (default: 10)")
+    .option("--master <addr>", MASTER_HELP)
+    .option("--json", "print the result as one JSON document")
+    .option("--quiet", "print nothing but errors")
+    .example("dropbox analyze")
+    .example("dropbox analyze --limit 50")
+    .example("dropbox analyze --json | jq .chunks.dedupSavingsBytes")
+    .action((flags) => run(async () => (await import("./analyze")).analyzeCommand(flags, argv)));
+
+  cli
+    .command("verify [...names]", "Re-hash every stored copy (or the named files' chunks) against the master's map; exit 0 only when clean")
+    .option("--verbose", "list every problem: chunk, node, files")
+    .option("--repair", "forget bad copies, re-replicate from good ones, and wait until done")
+    .option("--timeout <ms>", "how long --repair waits for re-replication (default: 120000)")
+    .option("--master <addr>", MASTER_HELP)
+    .option("--json", "print the result as one JSON document")
+    .option("--quiet", "print nothing but errors (the exit code tells the result)")
+    .example("dropbox verify")
+    .example("dropbox verify photos/a.jpg --verbose")
+    .example("dropbox verify --repair && dropbox verify")
+    .action((names, flags) => run(async () => (await import("./verify")).verifyCommand(names.map(String), flags, argv)));
+
+  cli
+    .command("monitor", "Live CPU, memory, chunks, disk, ops/s and MiB/s of the master and every node (Ctrl+C to exit)")
+    .option("--once", "print one snapshot (rates over one interval) and exit")
+    .option("--interval <ms>", "time between samples (default: 1000)")
+    .option("--master <addr>", MASTER_HELP)
+    .option("--json", "one JSON object per process per interval, one per line")
+    .option("--quiet", "print nothing but errors")
+    .example("dropbox monitor")
+    .example("dropbox monitor --once --json | jq 'select(.role == \"node\") | .bytesIn'")
+    .example("dropbox monitor --interval 5000 > monitor.log")
+    .action((flags) => run(async () => (await import("./monitor")).monitorCommand(flags, argv)));
+
   registerClusterCommands(cli, run, argv);
 
-  cli.help();
+  cli.help((sections) => [...sections, { title: "Exit codes", body: EXIT_CODES_HELP }]);
   cli.version(VERSION);
   return cli;
 }
@@ -112,6 +172,8 @@ function fail(err: unknown, json: boolean): number {
 
 /** Runs the command line and returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
+  // `dropbox help [COMMAND]` is `dropbox [COMMAND] --help`.
+  if (argv[2] === "help") argv = [argv[0]!, argv[1]!, ...argv.slice(3, 4), "--help"];
   const args = argv.slice(2);
   const json = args.includes("--json");
   let result: Promise<number> | null = null;

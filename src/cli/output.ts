@@ -31,3 +31,28 @@ export function formatTime(ms: number): string {
   const pad = (n: number) => String(n).padStart(2, "0");
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
+
+/** A duration for people: `850ms`, `42s`, `5m03s`, `2h07m`, `3d04h`. */
+export function formatDuration(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined || !Number.isFinite(ms) || ms < 0) return "-";
+  if (ms < 1000) return `${Math.round(ms)}ms`;
+  const s = Math.floor(ms / 1000);
+  const pad = (n: number) => String(n).padStart(2, "0");
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${pad(s % 60)}s`;
+  if (s < 86_400) return `${Math.floor(s / 3600)}h${pad(Math.floor((s % 3600) / 60))}m`;
+  return `${Math.floor(s / 86_400)}d${pad(Math.floor((s % 86_400) / 3600))}h`;
+}
+
+/** Whether live progress (listr2, control codes) may be drawn: a sized terminal, outside CI, not --json or --quiet. */
+export function liveOutput(options: OutputOptions): boolean {
+  if (options.json || options.quiet) return false;
+  const ci = process.env.CI !== undefined && process.env.CI !== "" && process.env.CI !== "false" && process.env.CI !== "0";
+  // listr2 on a terminal reporting 0 columns prints garbage.
+  return Boolean(process.stdout.isTTY && process.stdout.columns && !ci);
+}
+
+/** A note for people on stderr (never with --json or --quiet, so stdout stays one document). */
+export function note(options: OutputOptions, line: string) {
+  if (!options.json && !options.quiet) process.stderr.write(`${line}\n`);
+}

@@ -81,6 +81,15 @@ export interface ChunkReplicas {
   nodeIds: string[];
 }
 
+/** A chunk as recorded: holders and how many file positions reference it. */
+export interface RecordedChunk extends ChunkReplicas {
+  references: number;
+}
+
+function toRecordedChunk(row: { chunkId: string; size: number; nodes: string | null; refs: number }): RecordedChunk {
+  return { chunkId: row.chunkId, size: row.size, nodeIds: row.nodes ? row.nodes.split(",") : [], references: row.refs };
+}
+
 /** The outcome of a commit: the file, or the chunks that have no replica any more. */
 export type CommitResult = { file: FileInfo; missing?: undefined } | { missing: string[]; file?: undefined };
 
@@ -285,6 +294,31 @@ export class Metadata {
       }
       return collected;
     }).immediate();
+  }
+
+  /** Chunks in id order after `startAfter`, each with its recorded holders and reference count. */
+  chunkReplicasPage(startAfter: string, limit: number): { chunks: RecordedChunk[]; truncated: boolean } {
+    const rows = this.db
+      .query(
+        `SELECT c.id AS chunkId, c.size AS size, (SELECT group_concat(node_id) FROM replicas WHERE chunk_id = c.id) AS nodes,
+         (SELECT COUNT(*) FROM file_chunks WHERE chunk_id = c.id) AS refs FROM chunks c WHERE c.id > ? ORDER BY c.id LIMIT ?`,
+      )
+      .all(startAfter, limit + 1) as { chunkId: string; size: number; nodes: string | null; refs: number }[];
+    return { chunks: rows.slice(0, limit).map(toRecordedChunk), truncated: rows.length > limit };
+  }
+
+  /** The named chunks the master knows, with holders and reference counts (unknown ids are left out). */
+  chunkReplicasOf(chunkIds: string[]): RecordedChunk[] {
+    const query = this.db.query(
+      `SELECT c.id AS chunkId, c.size AS size, (SELECT group_concat(node_id) FROM replicas WHERE chunk_id = c.id) AS nodes,
+       (SELECT COUNT(*) FROM file_chunks WHERE chunk_id = c.id) AS refs FROM chunks c WHERE c.id = ?`,
+    );
+    const out: RecordedChunk[] = [];
+    for (const id of new Set(chunkIds)) {
+      const row = query.get(id) as { chunkId: string; size: number; nodes: string | null; refs: number } | null;
+      if (row) out.push(toRecordedChunk(row));
+    }
+    return out;
   }
 
   gcPendingCount(): number {

@@ -95,6 +95,29 @@ export class Repairer {
     }
   }
 
+  /**
+   * An operator's check (`verify --repair`) found these copies corrupt or missing: stop
+   * counting them, so the next round re-replicates from the good copies. Returns how many
+   * recorded copies were forgotten.
+   */
+  forget(replicas: { chunkId: string; nodeId: string }[]): number {
+    const recorded = this.o.metadata.replicasOf(replicas.map((r) => r.chunkId));
+    let forgotten = 0;
+    for (const { chunkId, nodeId } of replicas) {
+      if (!recorded.get(chunkId)?.includes(nodeId)) continue;
+      this.o.metadata.removeReplica(chunkId, nodeId);
+      forgotten++;
+    }
+    if (forgotten > 0) this.o.log(`operator reported ${forgotten} bad chunk copies; scheduling repair`);
+    this.dirty = true;
+    return forgotten;
+  }
+
+  /** Re-reads a node's inventory now (as at registration), which also collects its old orphans. */
+  reinventory(nodeId: string) {
+    void this.reconcile(nodeId);
+  }
+
   status(): RepairStatus {
     return { ...this.lastScan, ...this.counters, repairsInProgress: this.inProgress.size, gcPendingChunks: this.o.metadata.gcPendingCount() };
   }

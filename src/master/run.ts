@@ -1,6 +1,6 @@
 /** The master role: metadata in SQLite under the data dir, served over gRPC. */
 import { mkdir } from "node:fs/promises";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { formatHostPort } from "../core/address";
 import { makeLog } from "../core/log";
 import { MasterServiceClient } from "../rpc/proto";
@@ -10,6 +10,7 @@ import { NodeRegistry } from "./node-registry";
 import { Repairer } from "./repair";
 import { masterService } from "./service";
 import { StoragePool } from "../rpc/client";
+import { processStatsService } from "../rpc/stats";
 
 /** What a master needs to run. */
 export interface MasterOptions {
@@ -38,7 +39,15 @@ export async function runMaster(options: MasterOptions): Promise<RunningMaster> 
   const pool = new StoragePool();
   const repairer = new Repairer({ metadata, registry, pool, replication: options.replication, gcGraceMs: options.gcGraceMs, intervalMs: options.repairIntervalMs, minFreeBytes: options.minFreeBytes, log });
   const implementation = masterService({ metadata, registry, repairer, replication: options.replication, minFreeBytes: options.minFreeBytes, startedAtMs: Date.now(), log });
-  const server = await startServer(options.host, options.port, [{ name: "dropbox.MasterService", definition: MasterServiceClient.service, implementation }], log);
+  const server = await startServer(
+    options.host,
+    options.port,
+    [
+      { name: "dropbox.MasterService", definition: MasterServiceClient.service, implementation },
+      processStatsService("master", "master", log, () => ({ dataDir: resolve(options.dataDir) })),
+    ],
+    log,
+  );
   repairer.start();
   log(`listening on ${formatHostPort(options.host, server.port)}, replication ${options.replication}, data in ${options.dataDir}`);
   return {

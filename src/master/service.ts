@@ -8,7 +8,7 @@ import { assertName, assertPrefix } from "../core/names";
 import { VERSION } from "../core/version";
 import type * as m from "../rpc/messages";
 import { unary } from "../rpc/server";
-import type { Metadata } from "./metadata";
+import type { Metadata, RecordedChunk } from "./metadata";
 import { NodeRegistry, type NodeState } from "./node-registry";
 import { pickWeighted } from "./placement";
 import type { Repairer } from "./repair";
@@ -51,6 +51,9 @@ function orderReplicas(ctx: MasterContext, nodeIds: string[], nowMs: number): m.
   scored.sort((a, b) => a.score - b.score);
   return scored.map((s) => NodeRegistry.address(s.n));
 }
+
+/** Chunks per ListChunkReplicas page: each entry is a few hundred bytes, so a page stays far below the message limit. */
+const CHUNK_REPLICAS_PAGE = 5000;
 
 /** The MasterService implementation. */
 export function masterService(ctx: MasterContext): grpc.UntypedServiceImplementation {
@@ -188,6 +191,35 @@ export function masterService(ctx: MasterContext): grpc.UntypedServiceImplementa
       repairer.markDirty();
       log(`deleted ${name}`);
       return { file };
+    }, log),
+
+    ListChunkReplicas: unary<m.ListChunkReplicasRequest, m.ListChunkReplicasResponse>((r) => {
+      const ids = r.chunkIds ?? [];
+      if (ids.length > MAX_CHUNK_IDS_PER_REQUEST) throw invalidArgument(`at most ${MAX_CHUNK_IDS_PER_REQUEST} chunk ids per request`);
+      const now = Date.now();
+      const withLiveness = (c: RecordedChunk): m.ChunkReplicas => ({
+        ...c,
+        liveReplicas: c.nodeIds.filter((id) => {
+          const node = registry.get(id);
+          return node !== undefined && registry.isAlive(node, now);
+        }).length,
+      });
+      if (ids.length > 0) return { chunks: metadata.chunkReplicasOf(ids.map((id) => assertChunkId(id))).map(withLiveness), truncated: false };
+      const startAfter = r.startAfter ? assertChunkId(r.startAfter) : "";
+      const limit = r.limit && r.limit > 0 ? Math.min(r.limit, CHUNK_REPLICAS_PAGE) : CHUNK_REPLICAS_PAGE;
+      const page = metadata.chunkReplicasPage(startAfter, limit);
+      return { chunks: page.chunks.map(withLiveness), truncated: page.truncated };
+    }, log),
+
+    RequestRepair: unary<m.RequestRepairRequest, m.RequestRepairResponse>((r) => {
+      const bad = r.badReplicas ?? [];
+      const nodes = r.reconcileNodeIds ?? [];
+      if (bad.length > MAX_CHUNK_IDS_PER_REQUEST || nodes.length > MAX_CHUNK_IDS_PER_REQUEST) throw invalidArgument(`at most ${MAX_CHUNK_IDS_PER_REQUEST} entries per request`);
+      const replicas = bad.map((b) => ({ chunkId: assertChunkId(b.chunkId), nodeId: assertNodeId(b.nodeId) }));
+      const known = nodes.map((id) => assertNodeId(id)).filter((id) => registry.get(id) !== undefined);
+      const replicasForgotten = repairer.forget(replicas);
+      for (const id of known) repairer.reinventory(id);
+      return { replicasForgotten, nodesReconciled: known.length };
     }, log),
 
     GetClusterStatus: unary<object, m.ClusterStatusResponse>(() => {

@@ -1,7 +1,7 @@
 /** The storage node role: serve chunks, register with the master, report on an interval. */
 import { hostname } from "node:os";
 import { readFile, writeFile, mkdir } from "node:fs/promises";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
 import { formatHostPort, parseHostPort } from "../core/address";
 import { errorMessage, invalidArgument } from "../core/errors";
@@ -12,6 +12,7 @@ import { MAX_CHUNK_IDS_PER_REQUEST } from "../core/limits";
 import { MasterApi, StoragePool } from "../rpc/client";
 import { StorageServiceClient } from "../rpc/proto";
 import { startServer } from "../rpc/server";
+import { processStatsService } from "../rpc/stats";
 import { ChunkStore } from "./chunk-store";
 import { startScrubber } from "./scrubber";
 import { storageService } from "./service";
@@ -64,7 +65,16 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
   const lost = new Set<string>();
   const store = await ChunkStore.open(options.dataDir, log, (id) => lost.add(id), options.capacityBytes);
   const peers = new StoragePool();
-  const server = await startServer(options.host, options.port, [{ name: "dropbox.StorageService", definition: StorageServiceClient.service, implementation: storageService(store, peers, log) }], log);
+  const dataDir = resolve(options.dataDir);
+  const server = await startServer(
+    options.host,
+    options.port,
+    [
+      { name: "dropbox.StorageService", definition: StorageServiceClient.service, implementation: storageService(store, peers, log) },
+      processStatsService("node", nodeId, log, async () => ({ ...(await store.usage()), dataDir })),
+    ],
+    log,
+  );
   const stopScrubber = options.scrubRateMiBps > 0 ? startScrubber(store, options.scrubRateMiBps, log) : () => {};
 
   const wildcard = options.host === "0.0.0.0" || options.host === "::";

@@ -7,8 +7,13 @@ import type { Log } from "../core/log";
 import { CHUNK_RPC_TIMEOUT_MS, MAX_CHUNK_IDS_PER_REQUEST, MAX_CHUNK_SIZE_BYTES } from "../core/limits";
 import type { StoragePool } from "../rpc/client";
 import type * as m from "../rpc/messages";
-import { unary } from "../rpc/server";
+import { rpcCounters, unary } from "../rpc/server";
 import type { ChunkStore } from "./chunk-store";
+
+/** Bytes one VerifyChunks call re-reads before it returns: at disk speed this ends well inside the chunk deadline. */
+const VERIFY_CALL_BYTES = 256 * 1024 * 1024;
+/** Chunks one VerifyChunks call examines at most: bounds the response. */
+const VERIFY_CALL_CHUNKS = 1000;
 
 function assertIdList(ids: unknown): string[] {
   if (!Array.isArray(ids) || ids.length > MAX_CHUNK_IDS_PER_REQUEST) throw invalidArgument(`at most ${MAX_CHUNK_IDS_PER_REQUEST} chunk ids per request`);
@@ -22,12 +27,15 @@ export function storageService(store: ChunkStore, pool: StoragePool, log: Log): 
       const id = assertChunkId(request.chunkId);
       const data = request.data;
       if (!data || data.byteLength > MAX_CHUNK_SIZE_BYTES) throw invalidArgument(`chunk must be 1 byte to ${MAX_CHUNK_SIZE_BYTES} bytes`);
+      rpcCounters.bytesIn += data.byteLength;
       const alreadyPresent = await store.put(id, data);
       return { status: "OK", alreadyPresent };
     }, log),
 
     GetChunk: unary<m.GetChunkRequest, m.GetChunkResponse>(async (request) => {
-      return { data: await store.get(assertChunkId(request.chunkId)) };
+      const data = await store.get(assertChunkId(request.chunkId));
+      rpcCounters.bytesOut += data.byteLength;
+      return { data };
     }, log),
 
     ReplicateChunk: unary<m.ReplicateChunkRequest, m.ReplicateChunkResponse>(async (request) => {
@@ -38,6 +46,7 @@ export function storageService(store: ChunkStore, pool: StoragePool, log: Log): 
       for (const source of request.sources) {
         try {
           const { data } = await pool.get(formatHostPort(source.host, source.port)).getChunk({ chunkId: id }, CHUNK_RPC_TIMEOUT_MS);
+          rpcCounters.bytesIn += data.byteLength;
           // The source verified its copy; verify again here, after the network.
           if (chunkIdOf(data) !== id) throw dataLoss(`bytes from ${source.nodeId} do not match the chunk id`);
           await store.put(id, data);
@@ -65,6 +74,39 @@ export function storageService(store: ChunkStore, pool: StoragePool, log: Log): 
       const limit = request.limit;
       if (!Number.isInteger(limit) || limit < 1 || limit > MAX_CHUNK_IDS_PER_REQUEST) throw invalidArgument(`limit must be 1 to ${MAX_CHUNK_IDS_PER_REQUEST}`);
       return store.list(startAfter, limit);
+    }, log),
+
+    VerifyChunks: unary<m.VerifyChunksRequest, m.VerifyChunksResponse>(async (request) => {
+      const named = request.chunkIds ?? [];
+      if (named.length > VERIFY_CALL_CHUNKS) throw invalidArgument(`at most ${VERIFY_CALL_CHUNKS} chunk ids per request`);
+      let ids: string[];
+      let more = false;
+      if (named.length > 0) ids = named.map((id) => assertChunkId(id));
+      else {
+        const startAfter = request.startAfter ? assertChunkId(request.startAfter) : "";
+        const limit = request.limit;
+        if (!Number.isInteger(limit) || limit! < 1 || limit! > VERIFY_CALL_CHUNKS) throw invalidArgument(`limit must be 1 to ${VERIFY_CALL_CHUNKS}`);
+        const page = await store.list(startAfter, limit!);
+        ids = page.chunks.map((c) => c.chunkId);
+        more = page.truncated;
+      }
+      const verdicts: m.ChunkVerdict[] = [];
+      let bytes = 0;
+      for (const id of ids) {
+        if (bytes >= VERIFY_CALL_BYTES) {
+          more = true;
+          break;
+        }
+        try {
+          const size = await store.verify(id);
+          verdicts.push({ chunkId: id, size: size ?? 0, state: size === null ? "missing" : "ok" });
+          bytes += size ?? 0;
+        } catch (err) {
+          if (!(err instanceof DropboxError && err.kind === "DATA_LOSS")) throw err;
+          verdicts.push({ chunkId: id, size: 0, state: "corrupt" });
+        }
+      }
+      return { chunks: verdicts, truncated: more };
     }, log),
   };
 }

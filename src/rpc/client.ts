@@ -1,7 +1,7 @@
 /** gRPC client plumbing: channel options, typed calls with deadlines, and a pool of node channels. */
 import * as grpc from "@grpc/grpc-js";
 import { FLOW_CONTROL_WINDOW_BYTES, MAX_MESSAGE_BYTES, METADATA_RPC_TIMEOUT_MS } from "../core/limits";
-import { HealthClient, MasterServiceClient, StorageServiceClient } from "./proto";
+import { HealthClient, MasterServiceClient, ProcessServiceClient, StorageServiceClient } from "./proto";
 import type * as m from "./messages";
 import { fromServiceError } from "./status";
 
@@ -47,6 +47,8 @@ export class MasterApi {
   requestGetTargets = (r: m.GetTargetsRequest) => this.call<m.GetTargetsRequest, m.GetTargetsResponse>("RequestGetTargets", r);
   deleteFile = (r: m.DeleteFileRequest) => this.call<m.DeleteFileRequest, m.DeleteFileResponse>("DeleteFile", r);
   getClusterStatus = (timeoutMs?: number) => this.call<object, m.ClusterStatusResponse>("GetClusterStatus", {}, timeoutMs);
+  listChunkReplicas = (r: m.ListChunkReplicasRequest) => this.call<m.ListChunkReplicasRequest, m.ListChunkReplicasResponse>("ListChunkReplicas", r);
+  requestRepair = (r: m.RequestRepairRequest) => this.call<m.RequestRepairRequest, m.RequestRepairResponse>("RequestRepair", r);
 
   close() {
     this.client.close();
@@ -70,6 +72,22 @@ export class StorageApi {
   replicateChunk = (r: m.ReplicateChunkRequest, timeoutMs: number) => this.call<m.ReplicateChunkRequest, m.ReplicateChunkResponse>("ReplicateChunk", r, timeoutMs);
   deleteChunks = (r: m.DeleteChunksRequest, timeoutMs: number) => this.call<m.DeleteChunksRequest, m.DeleteChunksResponse>("DeleteChunks", r, timeoutMs);
   listChunks = (r: m.ListChunksRequest, timeoutMs: number) => this.call<m.ListChunksRequest, m.ListChunksResponse>("ListChunks", r, timeoutMs);
+  verifyChunks = (r: m.VerifyChunksRequest, timeoutMs: number) => this.call<m.VerifyChunksRequest, m.VerifyChunksResponse>("VerifyChunks", r, timeoutMs);
+
+  close() {
+    this.client.close();
+  }
+}
+
+/** Typed calls to any server's ProcessService (master or node). */
+export class ProcessApi {
+  private readonly client: AnyClient;
+
+  constructor(readonly address: string) {
+    this.client = new ProcessServiceClient(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS) as unknown as AnyClient;
+  }
+
+  getStats = (timeoutMs: number) => callUnary<object, m.ProcessStats>(this.client, "GetStats", {}, this.address, timeoutMs);
 
   close() {
     this.client.close();

@@ -173,3 +173,67 @@ export interface ListChunksResponse {
   chunks: ChunkRef[];
   truncated: boolean;
 }
+export interface ChunkReplicas {
+  chunkId: string;
+  size: number;
+  nodeIds: string[];
+  liveReplicas: number;
+  references: number;
+}
+export interface ListChunkReplicasRequest {
+  chunkIds?: string[];
+  startAfter?: string;
+  limit?: number;
+}
+export interface ListChunkReplicasResponse {
+  chunks: ChunkReplicas[];
+  truncated: boolean;
+}
+export interface ReplicaRef {
+  chunkId: string;
+  nodeId: string;
+}
+export interface RequestRepairRequest {
+  badReplicas: ReplicaRef[];
+  reconcileNodeIds: string[];
+}
+export interface RequestRepairResponse {
+  replicasForgotten: number;
+  nodesReconciled: number;
+}
+export interface VerifyChunksRequest {
+  chunkIds?: string[];
+  startAfter?: string;
+  limit?: number;
+}
+/** ok, corrupt (now quarantined) or missing. */
+export type ChunkState = "ok" | "corrupt" | "missing";
+export interface ChunkVerdict {
+  chunkId: string;
+  size: number;
+  state: ChunkState;
+}
+export interface VerifyChunksResponse {
+  chunks: ChunkVerdict[];
+  truncated: boolean;
+}
+export interface ProcessStats {
+  role: string;
+  id: string;
+  pid: number;
+  version: string;
+  startedAtMs: number;
+  uptimeMs: number;
+  cpuMicros: number;
+  rssBytes: number;
+  rpcCalls: number;
+  rpcErrors: number;
+  bytesIn: number;
+  bytesOut: number;
+  chunkCount: number;
+  usedBytes: number;
+  freeBytes: number;
+  capacityBytes: number;
+  dataDir: string;
+  sampledAtMs: number;
+}

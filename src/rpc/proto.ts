@@ -31,4 +31,5 @@ const health = ((loadProto(healthProtoText).grpc as grpc.GrpcObject).health as g
 /** Client constructors (their `.service` is the server-side definition). */
 export const MasterServiceClient = dropbox.MasterService as ServiceCtor;
 export const StorageServiceClient = dropbox.StorageService as ServiceCtor;
+export const ProcessServiceClient = dropbox.ProcessService as ServiceCtor;
 export const HealthClient = health.Health as ServiceCtor;

@@ -1,0 +1,207 @@
+/**
+ * Moving many files in one command: a bounded number of files in flight, sharing one
+ * master channel and one node pool. Each file goes through the single-file engine
+ * (`uploadFile` / `downloadFile`); this module only schedules them and plans names.
+ */
+import { lstat, mkdir, readdir, stat } from "node:fs/promises";
+import { basename, dirname, join, relative, resolve, sep } from "node:path";
+import { errorMessage, invalidArgument, notFound } from "../core/errors";
+import { CLIENT_INFLIGHT_BUDGET_BYTES } from "../core/limits";
+import { assertName, assertPrefix } from "../core/names";
+import type { MasterApi, StoragePool } from "../rpc/client";
+import type { FileInfo } from "../rpc/messages";
+import { listFiles } from "./catalog";
+import { downloadFile } from "./download";
+import { uploadFile, type UploadResult } from "./upload";
+
+/**
+ * Files in flight at once: small files are latency-bound, so overlapping many round trips
+ * hides the latency (1000 x 4 KiB: 16 in flight took 2.8 s up, 64 took 1.9 s on 2 cores).
+ * Memory is bounded by the byte budget below, not by this.
+ */
+export const FILES_IN_FLIGHT = 64;
+/**
+ * Bytes of files in flight at once, across files: each file may keep up to the per-transfer
+ * budget in memory, so large files go (about) one at a time and memory stays bounded.
+ */
+const FILES_BUDGET_BYTES = CLIENT_INFLIGHT_BUDGET_BYTES;
+
+/** One local file to upload and its remote name. */
+export interface UploadItem {
+  path: string;
+  name: string;
+  size: number;
+}
+
+/** One remote file to download and its local path. */
+export interface DownloadItem {
+  name: string;
+  output: string;
+  size: number;
+}
+
+/** A path that was not uploaded, and why. */
+export interface Skipped {
+  path: string;
+  reason: string;
+}
+
+/** How a transfer reports what it is doing, per file and per worker ("lane"). */
+export interface TransferEvents<T> {
+  onStart?(lane: number, item: T): void;
+  onProgress?(lane: number, item: T, bytes: number): void;
+  onFinish?(lane: number, item: T, error?: unknown): void;
+  onLaneDone?(lane: number): void;
+}
+
+/** The outcome of one file. */
+export type Outcome<T, R> = { item: T; result: R; error?: undefined } | { item: T; error: unknown; result?: undefined };
+
+/** A counting semaphore over bytes, first come first served. */
+class ByteBudget {
+  private readonly waiters: { bytes: number; wake: () => void }[] = [];
+
+  constructor(private available: number) {}
+
+  acquire(bytes: number): Promise<void> {
+    if (this.waiters.length === 0 && this.available >= bytes) {
+      this.available -= bytes;
+      return Promise.resolve();
+    }
+    return new Promise((wake) => this.waiters.push({ bytes, wake }));
+  }
+
+  release(bytes: number) {
+    this.available += bytes;
+    while (this.waiters.length > 0 && this.available >= this.waiters[0]!.bytes) {
+      const next = this.waiters.shift()!;
+      this.available -= next.bytes;
+      next.wake();
+    }
+  }
+}
+
+/** Runs `work` over `items` with bounded files and bytes in flight; every file is attempted, failures are returned. */
+export async function runTransfers<T extends { size: number }, R>(
+  items: T[],
+  work: (item: T, onProgress: (bytes: number) => void) => Promise<R>,
+  events: TransferEvents<T> = {},
+): Promise<Outcome<T, R>[]> {
+  const outcomes: Outcome<T, R>[] = new Array(items.length);
+  const budget = new ByteBudget(FILES_BUDGET_BYTES);
+  let next = 0;
+  const lane = async (laneIndex: number) => {
+    while (next < items.length) {
+      const index = next++;
+      const item = items[index]!;
+      const weight = Math.min(Math.max(item.size, 1), FILES_BUDGET_BYTES);
+      await budget.acquire(weight);
+      events.onStart?.(laneIndex, item);
+      try {
+        outcomes[index] = { item, result: await work(item, (bytes) => events.onProgress?.(laneIndex, item, bytes)) };
+        events.onFinish?.(laneIndex, item);
+      } catch (err) {
+        outcomes[index] = { item, error: err };
+        events.onFinish?.(laneIndex, item, err);
+      } finally {
+        budget.release(weight);
+      }
+    }
+    events.onLaneDone?.(laneIndex);
+  };
+  await Promise.all(Array.from({ length: Math.min(FILES_IN_FLIGHT, items.length) }, (_, i) => lane(i)));
+  return outcomes;
+}
+
+/** `--prefix` as a directory: empty, or ending in exactly one '/'. */
+export function prefixDirectory(prefix: string | undefined): string {
+  const p = assertPrefix(prefix ?? "");
+  if (p === "") return "";
+  return p.endsWith("/") ? p : `${p}/`;
+}
+
+/** The local file tree under `root`: regular files with their '/'-separated relative paths; anything else is skipped with a reason. */
+async function walk(root: string, skipped: Skipped[]): Promise<{ path: string; relative: string; size: number }[]> {
+  const found: { path: string; relative: string; size: number }[] = [];
+  const visit = async (dir: string) => {
+    const entries = (await readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const entry of entries) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) await visit(path);
+      else if (entry.isFile()) found.push({ path, relative: relative(root, path).split(sep).join("/"), size: (await stat(path)).size });
+      else skipped.push({ path, reason: entry.isSymbolicLink() ? "symbolic link (not followed)" : "not a regular file" });
+    }
+  };
+  await visit(root);
+  return found;
+}
+
+/**
+ * What `upload` will send: every path given, directories expanded with `recursive`
+ * (remote name = prefix + path relative to the directory), plain files as prefix +
+ * basename (or `as`). Every name is validated, and duplicates refused, before anything is sent.
+ */
+export async function planUpload(paths: string[], options: { recursive: boolean; prefix: string; as?: string }): Promise<{ items: UploadItem[]; skipped: Skipped[] }> {
+  const skipped: Skipped[] = [];
+  const items: UploadItem[] = [];
+  for (const path of paths) {
+    const info = await lstat(path).catch(() => null);
+    if (!info) throw invalidArgument(`${path}: no such file`);
+    if (info.isDirectory()) {
+      if (!options.recursive) throw invalidArgument(`${path} is a directory; use -r to upload the files in it`);
+      for (const file of await walk(path, skipped)) items.push({ path: file.path, name: options.prefix + file.relative, size: file.size });
+    } else {
+      // A symlink named on the command line is followed, as `cp` does.
+      const target = info.isSymbolicLink() ? await stat(path).catch(() => null) : info;
+      if (!target?.isFile()) throw invalidArgument(`${path} is not a regular file`);
+      items.push({ path, name: options.as ?? options.prefix + basename(path), size: target.size });
+    }
+  }
+  const seen = new Map<string, string>();
+  for (const item of items) {
+    assertName(item.name);
+    const other = seen.get(item.name);
+    if (other !== undefined) throw invalidArgument(`${other} and ${item.path} would both be stored as ${JSON.stringify(item.name)}`);
+    seen.set(item.name, item.path);
+  }
+  return { items, skipped };
+}
+
+/** Uploads every item; every file is attempted. */
+export function uploadMany(master: MasterApi, pool: StoragePool, items: UploadItem[], chunkSize: number, events?: TransferEvents<UploadItem>): Promise<Outcome<UploadItem, UploadResult>[]> {
+  return runTransfers(items, (item, onProgress) => uploadFile({ master, pool, path: item.path, name: item.name, chunkSize, onProgress }), events);
+}
+
+/**
+ * What `download -r PREFIX DIR` will fetch: every file under PREFIX (taken as a directory),
+ * each to DIR + its path below PREFIX. A name that would land outside DIR is refused.
+ */
+export async function planDownload(master: MasterApi, prefix: string, dir: string): Promise<DownloadItem[]> {
+  const base = prefixDirectory(prefix);
+  const files = await listFiles(master, base);
+  if (files.length === 0) throw notFound(base ? `no files under ${JSON.stringify(base)}` : "no files in the cluster");
+  const root = resolve(dir);
+  return files.map((file: FileInfo) => {
+    const rel = file.name.slice(base.length);
+    const output = resolve(root, ...rel.split("/"));
+    if (rel === "" || !output.startsWith(root + sep)) throw invalidArgument(`refusing ${JSON.stringify(file.name)}: it would be written outside ${dir}`);
+    return { name: file.name, output, size: file.size };
+  });
+}
+
+/** Downloads every item, creating parent directories; every file is attempted. */
+export function downloadMany(master: MasterApi, pool: StoragePool, items: DownloadItem[], events?: TransferEvents<DownloadItem>): Promise<Outcome<DownloadItem, FileInfo>[]> {
+  return runTransfers(
+    items,
+    async (item, onProgress) => {
+      await mkdir(dirname(item.output), { recursive: true });
+      return downloadFile({ master, pool, name: item.name, output: item.output, onProgress });
+    },
+    events,
+  );
+}
+
+/** A one-line account of a failed file, for reports. */
+export function failureOf(error: unknown): { kind: string; message: string } {
+  return { kind: (error as { kind?: string })?.kind ?? "INTERNAL", message: errorMessage(error) };
+}

@@ -1,0 +1,135 @@
+/** Transfers at scale: many paths, directory trees up and down, many small files quickly, and output scripts can trust. */
+import { describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { mkdir, readdir, symlink, writeFile } from "node:fs/promises";
+import { ANSI, randomBytes, sha256File, waitFor, withCluster, withTempDir } from "./harness";
+
+const KiB = 1024;
+
+/** Every regular file under `dir`, as '/'-separated relative paths, sorted. */
+async function treeOf(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  return entries
+    .filter((e) => e.isFile())
+    .map((e) => join(e.parentPath, e.name).slice(dir.length + 1))
+    .sort();
+}
+
+describe("transfers", () => {
+  test("upload -r with --prefix keeps relative paths, skips links with a note; download -r recreates the tree byte for byte", async () => {
+    await withCluster({ nodes: 3, replication: 2 }, async (cluster) => {
+      await withTempDir(async (dir) => {
+        const src = join(dir, "src");
+        await mkdir(join(src, "sub", "deep"), { recursive: true });
+        await writeFile(join(src, "a.bin"), randomBytes(300 * KiB));
+        await writeFile(join(src, "sub", "b.txt"), "hello\n");
+        await writeFile(join(src, "sub", "deep", "c.bin"), randomBytes(5 * KiB));
+        await writeFile(join(src, "sub", "deep", "empty"), "");
+        await symlink("a.bin", join(src, "link"));
+
+        const up = await cluster.run(["upload", "-r", src, "--prefix", "backup/2024", "--chunk-size", "64KiB", "--json"]);
+        expect(up.exitCode).toBe(0);
+        expect(up.stderr).toBe("");
+        const doc = JSON.parse(up.stdout);
+        expect(doc.files.map((f: { name: string }) => f.name).sort()).toEqual(["backup/2024/a.bin", "backup/2024/sub/b.txt", "backup/2024/sub/deep/c.bin", "backup/2024/sub/deep/empty"]);
+        const a = doc.files.find((f: { name: string }) => f.name === "backup/2024/a.bin");
+        expect(a).toMatchObject({ size: 300 * KiB, chunkCount: 5, chunkSize: 64 * KiB, chunksWritten: 10 });
+        expect(doc.skipped).toEqual([{ path: join(src, "link"), reason: "symbolic link (not followed)" }]);
+        expect(doc.failed).toEqual([]);
+        expect(doc.totals).toMatchObject({ files: 4, bytes: 300 * KiB + 6 + 5 * KiB });
+
+        const text = await cluster.run(["upload", "-r", src, "--prefix", "again/"]);
+        expect(text.exitCode).toBe(0);
+        expect(text.stderr).toBe(`skipped ${join(src, "link")}: symbolic link (not followed)\n`);
+        expect(text.stdout).toContain("uploaded again/sub/deep/c.bin (5.0 KiB, 1 chunks");
+        expect(text.stdout).toMatch(/4 of 4 files uploaded, 305\.0 KiB in \S+\n$/);
+        expect(text.stdout + text.stderr).not.toContain(ANSI);
+
+        const out = join(dir, "out");
+        const down = await cluster.run(["download", "-r", "backup/2024", out, "--json"]);
+        expect(down.exitCode).toBe(0);
+        const downDoc = JSON.parse(down.stdout);
+        expect(downDoc.files).toHaveLength(4);
+        expect(downDoc.files.find((f: { name: string }) => f.name === "backup/2024/sub/b.txt").output).toBe(join(out, "sub", "b.txt"));
+        expect(await treeOf(out)).toEqual(["a.bin", "sub/b.txt", "sub/deep/c.bin", "sub/deep/empty"]);
+        for (const rel of await treeOf(out)) expect(await sha256File(join(out, rel))).toBe(await sha256File(join(src, rel)));
+
+        const plain = await cluster.run(["download", "-r", "again/sub/", join(dir, "out2")]);
+        expect(plain.exitCode).toBe(0);
+        expect(plain.stdout).toMatch(/3 of 3 files downloaded/);
+        expect(plain.stdout + plain.stderr).not.toContain(ANSI);
+        expect(await treeOf(join(dir, "out2"))).toEqual(["b.txt", "deep/c.bin", "deep/empty"]);
+      });
+    });
+  });
+
+  test("many paths at once: each stored under --prefix by basename; --quiet prints nothing", async () => {
+    await withCluster({ nodes: 2, replication: 2 }, async (cluster) => {
+      await withTempDir(async (dir) => {
+        const paths = [];
+        for (let i = 0; i < 5; i++) {
+          paths.push(join(dir, `f${i}.bin`));
+          await writeFile(paths[i]!, randomBytes(10 * KiB + i));
+        }
+        const up = await cluster.run(["upload", ...paths, "--prefix", "many", "--quiet"]);
+        expect(up).toEqual({ exitCode: 0, stdout: "", stderr: "" });
+        const list = JSON.parse((await cluster.run(["list", "many/", "--json"])).stdout);
+        expect(list.files.map((f: { name: string; size: number }) => [f.name, f.size])).toEqual(paths.map((_, i) => [`many/f${i}.bin`, 10 * KiB + i]));
+      });
+    });
+  });
+
+  test("usage mistakes exit 2 before anything is sent; an empty prefix exits 3", async () => {
+    await withCluster({ nodes: 2, replication: 2 }, async (cluster) => {
+      await withTempDir(async (dir) => {
+        await mkdir(join(dir, "d"));
+        await writeFile(join(dir, "d", "x"), "x");
+        await writeFile(join(dir, "x"), "y");
+        const cases: [string[], RegExp][] = [
+          [["upload", join(dir, "d")], /is a directory; use -r/],
+          [["upload", join(dir, "x"), join(dir, "d", "x")], /would both be stored as "x"/],
+          [["upload", "-r", join(dir, "d"), "--as", "y"], /--as names one file/],
+          [["upload", join(dir, "x"), "--prefix", "a//b"], /invalid name/],
+          [["download", "-r", "d/", "-"], /not to stdout/],
+        ];
+        for (const [args, pattern] of cases) {
+          const result = await cluster.run(args);
+          expect(result.exitCode).toBe(2);
+          expect(result.stderr).toMatch(pattern);
+        }
+        expect(JSON.parse((await cluster.run(["list", "--json"])).stdout).files).toEqual([]);
+        const none = await cluster.run(["download", "-r", "nothing/", join(dir, "out"), "--json"]);
+        expect(none.exitCode).toBe(3);
+        expect(JSON.parse(none.stderr).error).toMatchObject({ kind: "NOT_FOUND", message: 'no files under "nothing/"' });
+      });
+    });
+  });
+
+  test("1000 files of 4 KiB go up and come back down, each way in a few seconds, intact", async () => {
+    await withCluster({ nodes: 3, replication: 2 }, async (cluster) => {
+      await withTempDir(async (dir) => {
+        const src = join(dir, "small");
+        for (let d = 0; d < 10; d++) {
+          await mkdir(join(src, `d${d}`), { recursive: true });
+          for (let i = 0; i < 100; i++) await writeFile(join(src, `d${d}`, `f${i}`), randomBytes(4 * KiB));
+        }
+        let started = Date.now();
+        const up = await cluster.run(["upload", "-r", src, "--prefix", "small", "--json"]);
+        const upMs = Date.now() - started;
+        expect(up.exitCode).toBe(0);
+        expect(JSON.parse(up.stdout).totals.files).toBe(1000);
+        started = Date.now();
+        const down = await cluster.run(["download", "-r", "small", join(dir, "back"), "--quiet"]);
+        const downMs = Date.now() - started;
+        expect(down).toEqual({ exitCode: 0, stdout: "", stderr: "" });
+        process.stderr.write(`1000 x 4 KiB: upload ${upMs} ms, download ${downMs} ms (whole command, including process start)\n`);
+        expect(await treeOf(join(dir, "back"))).toEqual(await treeOf(src));
+        for (const rel of ["d0/f0", "d5/f50", "d9/f99"]) expect(await sha256File(join(dir, "back", rel))).toBe(await sha256File(join(src, rel)));
+        // Generous bounds: the machine is shared; the point is files overlap instead of queueing.
+        expect(upMs).toBeLessThan(15_000);
+        expect(downMs).toBeLessThan(15_000);
+        await waitFor("the master to list all 1000", async () => JSON.parse((await cluster.run(["list", "small/", "--json"])).stdout).files.length === 1000);
+      });
+    });
+  });
+});
