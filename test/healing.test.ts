@@ -165,6 +165,32 @@ describe("self-healing", () => {
     });
   });
 
+  test("a node frozen while its file is deleted: when it comes back (without re-registering) its orphaned copies are collected", async () => {
+    await withCluster({ nodes: 3, replication: 2, masterArgs: FAST_MASTER, nodeArgs: FAST_NODE }, async (cluster) => {
+      await withTempDir(async (dir) => {
+        await writeFile(join(dir, "f.bin"), randomBytes(6 * MiB));
+        expect((await cluster.run(["upload", join(dir, "f.bin"), "--chunk-size", "1MiB"])).exitCode).toBe(0);
+        const ids = await fileChunkIds(cluster.api(), "f.bin");
+        const frozen = (await Promise.all(cluster.nodes.map(async (n) => ({ n, count: (await cluster.chunkFiles(n)).size })))).sort((a, b) => b.count - a.count)[0]!.n;
+        // SIGSTOP: the process keeps its state and connections, like a host behind a network cut.
+        frozen.proc!.kill("SIGSTOP");
+        try {
+          await waitFor("the frozen node to be declared dead", async () => (await cluster.api().getClusterStatus(2000)).nodes.find((n) => n.node?.nodeId === frozen.name)?.alive === false, 10_000, 100);
+          expect((await cluster.run(["delete", "f.bin"])).exitCode).toBe(0);
+          const others = cluster.nodes.filter((n) => n !== frozen);
+          await waitFor("the live nodes to drop the file's chunks", async () => {
+            const copies = await copiesOnDisk(cluster, others);
+            return ids.every((id) => !copies.has(id));
+          }, 10_000, 100);
+          expect((await cluster.chunkFiles(frozen)).size).toBeGreaterThan(0);
+        } finally {
+          frozen.proc!.kill("SIGCONT");
+        }
+        await waitFor("the returning node's orphaned copies to be deleted", async () => (await cluster.chunkFiles(frozen)).size === 0, 15_000, 100);
+      });
+    });
+  });
+
   test("a node that is full: uploads still succeed on the others", async () => {
     await withCluster({ nodes: 3, replication: 2, masterArgs: [...FAST_MASTER, "--min-free", "1MiB"], nodeArgs: FAST_NODE }, async (cluster) => {
       // A fourth node that can hold only 2 MiB.

@@ -50,6 +50,8 @@ export class Repairer {
   private dirty = true;
   private lastFullScanMs = 0;
   private lastLiveSignature = "";
+  /** Nodes live at the previous round: one that reappears (e.g. after a network cut) gets its inventory re-read. */
+  private previouslyLive: Set<string> | null = null;
   private readonly inProgress = new Set<string>();
   private readonly permits = new Semaphore(REPAIR_CONCURRENCY);
   private readonly reconciling = new Set<string>();
@@ -132,8 +134,13 @@ export class Repairer {
       this.dirty = true;
     }
     for (const node of live) {
-      if (now - (this.lastInventoryMs.get(node.id) ?? now) > INVENTORY_INTERVAL_MS) void this.reconcile(node.id);
+      // A node back from the dead never re-registers (its heartbeats simply resume), yet while it was
+      // away its copies may have been collected or replaced: reconcile as if it had just joined.
+      const lastRead = this.lastInventoryMs.get(node.id);
+      const returned = this.previouslyLive !== null && !this.previouslyLive.has(node.id) && lastRead !== undefined && now - lastRead > 2 * this.o.intervalMs;
+      if (returned || now - (lastRead ?? now) > INVENTORY_INTERVAL_MS) void this.reconcile(node.id);
     }
+    this.previouslyLive = new Set(live.map((n) => n.id));
     await this.collectGarbage(now, live);
     if (this.dirty || now - this.lastFullScanMs > FULL_SCAN_INTERVAL_MS) {
       this.dirty = false;
