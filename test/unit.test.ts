@@ -103,3 +103,22 @@ describe("semaphore", () => {
     expect(() => new Semaphore(0)).toThrow();
   });
 });
+
+describe("hand-encoded PutChunk messages", () => {
+  test("decode with the protocol's own deserializer to the same chunk id and bytes, for awkward sizes", async () => {
+    const { StorageServiceClient } = await import("../src/rpc/proto");
+    const { layoutPutChunk, putChunkMessageCapacity, setPutChunkId } = await import("../src/rpc/put-chunk-message");
+    const definition = StorageServiceClient.service as unknown as Record<string, { requestDeserialize(b: Buffer): { chunkId: string; data: Buffer } }>;
+    const backing = Buffer.alloc(putChunkMessageCapacity(64 * 1024 * 1024));
+    for (const size of [1, 127, 128, 16383, 16384, 65536, 4 * 1024 * 1024 + 1]) {
+      const encoded = layoutPutChunk(backing, size);
+      crypto.getRandomValues(encoded.data.subarray(0, Math.min(size, 65536)));
+      const id = chunkIdOf(encoded.data);
+      setPutChunkId(encoded, id);
+      const decoded = definition.PutChunk!.requestDeserialize(encoded.message);
+      expect(decoded.chunkId).toBe(id);
+      expect(decoded.data.byteLength).toBe(size);
+      expect(chunkIdOf(decoded.data)).toBe(id);
+    }
+  });
+});

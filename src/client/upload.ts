@@ -10,6 +10,7 @@ import { DropboxError, errorMessage, invalidArgument, unavailable } from "../cor
 import { CHUNK_RPC_TIMEOUT_MS, CLIENT_INFLIGHT_BUDGET_BYTES, MAX_CHUNK_SIZE_BYTES, MAX_FILE_CHUNKS, MIN_CHUNK_SIZE_BYTES, PUT_RETRY_ATTEMPTS, PUT_TARGETS_BATCH_CHUNKS } from "../core/limits";
 import { assertName } from "../core/names";
 import { Semaphore } from "../core/semaphore";
+import { layoutPutChunk, putChunkMessageCapacity, setPutChunkId } from "../rpc/put-chunk-message";
 import type { MasterApi, StoragePool } from "../rpc/client";
 import type { ChunkRef, FileInfo, Placement, StorageNode } from "../rpc/messages";
 
@@ -36,6 +37,8 @@ export interface UploadResult {
 interface Chunk {
   id: string;
   data: Buffer;
+  /** The PutChunk message that holds `data`, sent as is to every target. */
+  encoded?: Buffer;
 }
 
 /** Commit attempts when chunks vanish between placement and commit (concurrent delete and GC). */
@@ -52,7 +55,12 @@ export function assertUploadChunkSize(size: number): number {
 }
 
 async function readChunk(handle: FileHandle, offset: number, length: number, path: string): Promise<Buffer> {
-  const data = Buffer.allocUnsafe(length);
+  return readInto(handle, Buffer.allocUnsafe(length), offset, path);
+}
+
+/** Fills `data` from the file at `offset`. */
+async function readInto(handle: FileHandle, data: Buffer, offset: number, path: string): Promise<Buffer> {
+  const length = data.byteLength;
   let filled = 0;
   while (filled < length) {
     const { bytesRead } = await handle.read(data, filled, length - filled, offset + filled);
@@ -84,7 +92,7 @@ class Upload {
     const holders = [...placement.existingNodeIds];
     const excluded: string[] = [];
     for (let attempt = 0; ; attempt++) {
-      const results = await Promise.allSettled(targets.map((t) => this.pool.get(addressOf(t)).putChunk({ chunkId: chunk.id, data: chunk.data }, CHUNK_RPC_TIMEOUT_MS)));
+      const results = await Promise.allSettled(targets.map((t) => this.pool.get(addressOf(t)).putChunk(chunk.encoded ? { chunkId: chunk.id, encoded: chunk.encoded } : { chunkId: chunk.id, data: chunk.data }, CHUNK_RPC_TIMEOUT_MS)));
       let lastError = "";
       results.forEach((result, i) => {
         const target = targets[i]!;
@@ -107,16 +115,16 @@ class Upload {
     }
   }
 
-  /** Asks for targets for a batch and places each chunk, releasing one permit per chunk when it is done. */
-  async placeBatch(batch: Chunk[], permits: Semaphore): Promise<void> {
+  /** Asks for targets for a batch and places each chunk, calling `done` once per chunk when it is finished with. */
+  async placeBatch(batch: Chunk[], done: (chunk: Chunk) => void): Promise<void> {
     let response;
     try {
       response = await this.master.requestPutTargets({ chunks: batch.map((c) => ({ chunkId: c.id, size: c.data.byteLength })) });
     } catch (err) {
-      for (const _ of batch) permits.release();
+      batch.forEach(done);
       throw err;
     }
-    const results = await Promise.allSettled(batch.map((chunk, i) => this.place(chunk, response.placements[i]!).finally(() => permits.release())));
+    const results = await Promise.allSettled(batch.map((chunk, i) => this.place(chunk, response.placements[i]!).finally(() => done(chunk))));
     const failed = results.find((r) => r.status === "rejected");
     if (failed) throw (failed as PromiseRejectedResult).reason;
   }
@@ -143,10 +151,21 @@ export async function uploadFile(options: UploadOptions): Promise<UploadResult> 
     let failure: unknown = null;
     let batch: Chunk[] = [];
 
+    // One message buffer per permit, reused for the whole upload (see put-chunk-message.ts).
+    const freeBuffers: Buffer[] = [];
+    const backingOf = new Map<Chunk, Buffer>();
+    const finished = (chunk: Chunk) => {
+      const backing = backingOf.get(chunk);
+      if (backing) {
+        backingOf.delete(chunk);
+        freeBuffers.push(backing);
+      }
+      permits.release();
+    };
     const dispatch = () => {
       const current = batch;
       batch = [];
-      work.push(upload.placeBatch(current, permits).catch((err) => void (failure ??= err)));
+      work.push(upload.placeBatch(current, finished).catch((err) => void (failure ??= err)));
     };
 
     for (let index = 0; index < chunkCount && !failure; index++) {
@@ -156,16 +175,22 @@ export async function uploadFile(options: UploadOptions): Promise<UploadResult> 
         await permits.acquire();
       }
       const offset = index * chunkSize;
-      const data = await readChunk(handle, offset, Math.min(chunkSize, size - offset), path);
+      const backing = freeBuffers.pop() ?? Buffer.allocUnsafe(putChunkMessageCapacity(chunkSize));
+      const encoded = layoutPutChunk(backing, Math.min(chunkSize, size - offset));
+      const data = await readInto(handle, encoded.data, offset, path);
       const id = chunkIdOf(data);
       chunks.push({ chunkId: id, size: data.byteLength });
       options.onProgress?.(offset + data.byteLength);
       if (seen.has(id)) {
+        freeBuffers.push(backing);
         permits.release();
         continue;
       }
       seen.add(id);
-      batch.push({ id, data });
+      setPutChunkId(encoded, id);
+      const chunk: Chunk = { id, data, encoded: encoded.message };
+      backingOf.set(chunk, backing);
+      batch.push(chunk);
       if (batch.length >= batchLimit) dispatch();
     }
     if (batch.length > 0) dispatch();

@@ -2,6 +2,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { FLOW_CONTROL_WINDOW_BYTES, MAX_MESSAGE_BYTES, METADATA_RPC_TIMEOUT_MS } from "../core/limits";
 import { HealthClient, MasterServiceClient, ProcessServiceClient, StorageServiceClient } from "./proto";
+import { passThroughPreEncoded, type PreEncodedPutChunk } from "./put-chunk-message";
 import type * as m from "./messages";
 import { fromServiceError } from "./status";
 
@@ -55,19 +56,28 @@ export class MasterApi {
   }
 }
 
+/** The StorageService client, with a PutChunk serializer that accepts pre-encoded requests. */
+const StorageServiceFastClient = (() => {
+  const definition = { ...(StorageServiceClient.service as grpc.ServiceDefinition) };
+  const put = definition.PutChunk!;
+  definition.PutChunk = { ...put, requestSerialize: passThroughPreEncoded(put.requestSerialize as (r: m.PutChunkRequest) => Buffer) };
+  return grpc.makeGenericClientConstructor(definition, "StorageService");
+})();
+
 /** Typed calls to one storage node. */
 export class StorageApi {
   private readonly client: AnyClient;
 
   constructor(readonly address: string) {
-    this.client = new StorageServiceClient(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS) as unknown as AnyClient;
+    this.client = new StorageServiceFastClient(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS) as unknown as AnyClient;
   }
 
   private call<Req, Res>(method: string, request: Req, timeoutMs: number): Promise<Res> {
     return callUnary(this.client, method, request, `node ${this.address}`, timeoutMs);
   }
 
-  putChunk = (r: m.PutChunkRequest, timeoutMs: number) => this.call<m.PutChunkRequest, m.PutChunkResponse>("PutChunk", r, timeoutMs);
+  /** Puts a chunk; a pre-encoded request (see put-chunk-message.ts) is sent without re-encoding. */
+  putChunk = (r: m.PutChunkRequest | PreEncodedPutChunk, timeoutMs: number) => this.call<m.PutChunkRequest | PreEncodedPutChunk, m.PutChunkResponse>("PutChunk", r, timeoutMs);
   getChunk = (r: m.GetChunkRequest, timeoutMs: number) => this.call<m.GetChunkRequest, m.GetChunkResponse>("GetChunk", r, timeoutMs);
   replicateChunk = (r: m.ReplicateChunkRequest, timeoutMs: number) => this.call<m.ReplicateChunkRequest, m.ReplicateChunkResponse>("ReplicateChunk", r, timeoutMs);
   deleteChunks = (r: m.DeleteChunksRequest, timeoutMs: number) => this.call<m.DeleteChunksRequest, m.DeleteChunksResponse>("DeleteChunks", r, timeoutMs);
