@@ -109,3 +109,35 @@ describe("master input validation", () => {
     });
   });
 });
+
+describe("batches", () => {
+  test("each item of a batch gets its own result: good items succeed beside bad ones, which get the single call's status", async () => {
+    await withCluster({ nodes: 1, replication: 1 }, async (cluster) => {
+      const before = await allFiles(cluster);
+      const node = new StorageApi(cluster.nodes[0]!.address);
+      const master = new MasterApi(cluster.master.address);
+      try {
+        const good = Buffer.from("a good small chunk");
+        const other = Buffer.from("another one");
+        const put = await node.putChunks(
+          { chunks: [{ chunkId: chunkIdOf(good), data: good }, { chunkId: "../../etc/passwd", data: good }, { chunkId: chunkIdOf(other), data: good }] },
+          5000,
+        );
+        expect(put.results.map((r) => (r.error ? r.error.code : "OK"))).toEqual(["OK", grpc.status.INVALID_ARGUMENT, grpc.status.INVALID_ARGUMENT]);
+        const get = await node.getChunks({ chunks: [{ chunkId: chunkIdOf(good) }, { chunkId: chunkIdOf(other) }] }, 5000);
+        expect(Buffer.compare(get.results[0]!.response!.data, good)).toBe(0);
+        expect(get.results[1]!.error?.code).toBe(grpc.status.NOT_FOUND);
+        // Only the good chunk reached the disk.
+        const after = await allFiles(cluster);
+        expect(after.filter((f) => !before.includes(f))).toEqual([join("node1", "chunks", chunkIdOf(good).slice(0, 2), chunkIdOf(good))]);
+        const manifests = await master.getManifests({ requests: [{ filename: "nope" }, { filename: "../bad" }] });
+        expect(manifests.results.map((r) => r.error?.code)).toEqual([grpc.status.NOT_FOUND, grpc.status.INVALID_ARGUMENT]);
+        const tooMany = await statusOf(node.getChunks({ chunks: Array.from({ length: 257 }, () => ({ chunkId: chunkIdOf(good) })) }, 5000));
+        expect(tooMany).toBe("INVALID_ARGUMENT");
+      } finally {
+        node.close();
+        master.close();
+      }
+    });
+  });
+});

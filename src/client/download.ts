@@ -11,13 +11,13 @@ import { chunkIdOf, contentHashOf } from "../core/chunk-id";
 import { DropboxError, dataLoss, errorMessage, unavailable } from "../core/errors";
 import { CHUNK_RPC_TIMEOUT_MS, CLIENT_INFLIGHT_BUDGET_BYTES } from "../core/limits";
 import { assertName } from "../core/names";
-import type { MasterApi, StoragePool } from "../rpc/client";
+import type { ChunkPool, TransferMaster } from "../rpc/client";
 import type { ChunkLocation, FileInfo, StorageNode } from "../rpc/messages";
 
 /** What to download, and where to. */
 export interface DownloadOptions {
-  master: MasterApi;
-  pool: StoragePool;
+  master: TransferMaster;
+  pool: ChunkPool;
   name: string;
   /** A path, or "-" for stdout. */
   output: string;
@@ -27,13 +27,13 @@ export interface DownloadOptions {
 const addressOf = (node: StorageNode) => formatHostPort(node.host, node.port);
 
 /** Fetches a chunk from the first replica that returns verified bytes. */
-async function fetchChunk(master: MasterApi, pool: StoragePool, location: ChunkLocation): Promise<Buffer> {
+async function fetchChunk(master: TransferMaster, pool: ChunkPool, location: ChunkLocation): Promise<Buffer> {
   const failures: string[] = [];
   let corrupt = false;
   const tryReplicas = async (replicas: StorageNode[]) => {
     for (const replica of replicas) {
       try {
-        const { data } = await pool.get(addressOf(replica)).getChunk({ chunkId: location.chunkId }, CHUNK_RPC_TIMEOUT_MS);
+        const { data } = await pool.get(addressOf(replica)).getChunk({ chunkId: location.chunkId }, CHUNK_RPC_TIMEOUT_MS, location.size);
         if (data.byteLength === location.size && chunkIdOf(data) === location.chunkId) return data;
         corrupt = true;
         failures.push(`${replica.nodeId}: returned bytes that do not match the chunk id`);

@@ -10,6 +10,7 @@ import { CLIENT_INFLIGHT_BUDGET_BYTES } from "../core/limits";
 import { assertName, assertPrefix } from "../core/names";
 import type { MasterApi, StoragePool } from "../rpc/client";
 import type { FileInfo } from "../rpc/messages";
+import { BatchingMaster, BatchingPool } from "./batching";
 import { listFiles } from "./catalog";
 import { downloadFile } from "./download";
 import { uploadFile, type UploadResult } from "./upload";
@@ -169,7 +170,9 @@ export async function planUpload(paths: string[], options: { recursive: boolean;
 
 /** Uploads every item; every file is attempted. */
 export function uploadMany(master: MasterApi, pool: StoragePool, items: UploadItem[], chunkSize: number, events?: TransferEvents<UploadItem>): Promise<Outcome<UploadItem, UploadResult>[]> {
-  return runTransfers(items, (item, onProgress) => uploadFile({ master, pool, path: item.path, name: item.name, chunkSize, onProgress }), events);
+  // With many files in flight their small calls are batched; one file gains nothing from it.
+  const [m, p] = items.length > 1 ? [new BatchingMaster(master), new BatchingPool(pool)] : [master, pool];
+  return runTransfers(items, (item, onProgress) => uploadFile({ master: m, pool: p, path: item.path, name: item.name, chunkSize, onProgress }), events);
 }
 
 /**
@@ -191,11 +194,12 @@ export async function planDownload(master: MasterApi, prefix: string, dir: strin
 
 /** Downloads every item, creating parent directories; every file is attempted. */
 export function downloadMany(master: MasterApi, pool: StoragePool, items: DownloadItem[], events?: TransferEvents<DownloadItem>): Promise<Outcome<DownloadItem, FileInfo>[]> {
+  const [m, p] = items.length > 1 ? [new BatchingMaster(master), new BatchingPool(pool)] : [master, pool];
   return runTransfers(
     items,
     async (item, onProgress) => {
       await mkdir(dirname(item.output), { recursive: true });
-      return downloadFile({ master, pool, name: item.name, output: item.output, onProgress });
+      return downloadFile({ master: m, pool: p, name: item.name, output: item.output, onProgress });
     },
     events,
   );

@@ -11,13 +11,13 @@ import { CHUNK_RPC_TIMEOUT_MS, CLIENT_INFLIGHT_BUDGET_BYTES, MAX_CHUNK_SIZE_BYTE
 import { assertName } from "../core/names";
 import { Semaphore } from "../core/semaphore";
 import { layoutPutChunk, putChunkMessageCapacity, setPutChunkId } from "../rpc/put-chunk-message";
-import type { MasterApi, StoragePool } from "../rpc/client";
+import type { ChunkPool, TransferMaster } from "../rpc/client";
 import type { ChunkRef, FileInfo, Placement, StorageNode } from "../rpc/messages";
 
 /** What to upload, and where. */
 export interface UploadOptions {
-  master: MasterApi;
-  pool: StoragePool;
+  master: TransferMaster;
+  pool: ChunkPool;
   path: string;
   name: string;
   chunkSize: number;
@@ -78,8 +78,8 @@ class Upload {
   chunksDeduplicated = 0;
 
   constructor(
-    private readonly master: MasterApi,
-    private readonly pool: StoragePool,
+    private readonly master: TransferMaster,
+    private readonly pool: ChunkPool,
   ) {}
 
   /** Writes `chunk` to the placement's targets, replacing failed targets until enough nodes hold it. */
@@ -92,7 +92,7 @@ class Upload {
     const holders = [...placement.existingNodeIds];
     const excluded: string[] = [];
     for (let attempt = 0; ; attempt++) {
-      const results = await Promise.allSettled(targets.map((t) => this.pool.get(addressOf(t)).putChunk(chunk.encoded ? { chunkId: chunk.id, encoded: chunk.encoded } : { chunkId: chunk.id, data: chunk.data }, CHUNK_RPC_TIMEOUT_MS)));
+      const results = await Promise.allSettled(targets.map((t) => this.pool.get(addressOf(t)).putChunk(chunk.encoded ? { chunkId: chunk.id, data: chunk.data, encoded: chunk.encoded } : { chunkId: chunk.id, data: chunk.data }, CHUNK_RPC_TIMEOUT_MS)));
       let lastError = "";
       results.forEach((result, i) => {
         const target = targets[i]!;

@@ -181,6 +181,11 @@ export class Metadata {
     }).immediate();
   }
 
+  /** Runs `work` in one write transaction; transactions inside it become savepoints. */
+  inTransaction(work: () => void) {
+    this.db.transaction(work).immediate();
+  }
+
   /** Commits, turning an aborted transaction over missing chunks into a result. */
   commit(file: NewFile, nowMs: number): CommitResult {
     try {

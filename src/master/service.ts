@@ -7,6 +7,7 @@ import { LIST_PAGE_FILES, MAX_CHUNK_IDS_PER_REQUEST, MAX_CHUNK_SIZE_BYTES, MAX_F
 import { assertName, assertPrefix } from "../core/names";
 import { VERSION } from "../core/version";
 import type * as m from "../rpc/messages";
+import { batchHandler } from "../rpc/batch";
 import { unary } from "../rpc/server";
 import type { Metadata, RecordedChunk } from "./metadata";
 import { NodeRegistry, type NodeState } from "./node-registry";
@@ -89,7 +90,7 @@ export function masterService(ctx: MasterContext): grpc.UntypedServiceImplementa
     return { name, stored };
   };
 
-  return {
+  const handlers: grpc.UntypedServiceImplementation = {
     RegisterNode: unary<m.RegisterRequest, m.RegisterResponse>((r) => {
       const id = assertNodeId(r.nodeId);
       if (!r.host || r.host.length > 255 || /[\s/]/.test(r.host)) throw invalidArgument("host must be a hostname or IP address");
@@ -248,4 +249,9 @@ export function masterService(ctx: MasterContext): grpc.UntypedServiceImplementa
       };
     }, log),
   };
+  // Batches run each item through the single-item handler: same validation, per-item results.
+  // One transaction around the whole batch: each commit becomes a savepoint, and the batch costs one fsync.
+  handlers.AnnounceManifests = batchHandler(handlers.AnnounceManifest, "manifests", log, (dispatch) => metadata.inTransaction(dispatch));
+  handlers.GetManifests = batchHandler(handlers.GetManifest, "requests", log);
+  return handlers;
 }

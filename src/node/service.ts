@@ -7,6 +7,7 @@ import type { Log } from "../core/log";
 import { CHUNK_RPC_TIMEOUT_MS, MAX_CHUNK_IDS_PER_REQUEST, MAX_CHUNK_SIZE_BYTES } from "../core/limits";
 import type { StoragePool } from "../rpc/client";
 import type * as m from "../rpc/messages";
+import { batchHandler } from "../rpc/batch";
 import { rpcCounters, unary } from "../rpc/server";
 import type { ChunkStore } from "./chunk-store";
 
@@ -22,7 +23,7 @@ function assertIdList(ids: unknown): string[] {
 
 /** The StorageService implementation over `store`; `pool` dials peers for replication. */
 export function storageService(store: ChunkStore, pool: StoragePool, log: Log): grpc.UntypedServiceImplementation {
-  return {
+  const handlers: grpc.UntypedServiceImplementation = {
     PutChunk: unary<m.PutChunkRequest, m.PutChunkResponse>(async (request) => {
       const id = assertChunkId(request.chunkId);
       const data = request.data;
@@ -109,4 +110,8 @@ export function storageService(store: ChunkStore, pool: StoragePool, log: Log): 
       return { chunks: verdicts, truncated: more };
     }, log),
   };
+  // Batches run each item through the single-item handler: same validation, per-item results.
+  handlers.PutChunks = batchHandler(handlers.PutChunk, "chunks", log);
+  handlers.GetChunks = batchHandler(handlers.GetChunk, "chunks", log);
+  return handlers;
 }

@@ -45,6 +45,8 @@ export class MasterApi {
   announceManifest = (r: m.ManifestRequest) => this.call<m.ManifestRequest, m.ManifestResponse>("AnnounceManifest", r);
   listFiles = (r: m.ListFilesRequest) => this.call<m.ListFilesRequest, m.ListFilesResponse>("ListFiles", r);
   getManifest = (r: m.GetManifestRequest) => this.call<m.GetManifestRequest, m.GetManifestResponse>("GetManifest", r);
+  announceManifests = (r: m.AnnounceManifestsRequest) => this.call<m.AnnounceManifestsRequest, m.AnnounceManifestsResponse>("AnnounceManifests", r);
+  getManifests = (r: m.GetManifestsRequest) => this.call<m.GetManifestsRequest, m.GetManifestsResponse>("GetManifests", r);
   requestGetTargets = (r: m.GetTargetsRequest) => this.call<m.GetTargetsRequest, m.GetTargetsResponse>("RequestGetTargets", r);
   deleteFile = (r: m.DeleteFileRequest) => this.call<m.DeleteFileRequest, m.DeleteFileResponse>("DeleteFile", r);
   getClusterStatus = (timeoutMs?: number) => this.call<object, m.ClusterStatusResponse>("GetClusterStatus", {}, timeoutMs);
@@ -79,6 +81,8 @@ export class StorageApi {
   /** Puts a chunk; a pre-encoded request (see put-chunk-message.ts) is sent without re-encoding. */
   putChunk = (r: m.PutChunkRequest | PreEncodedPutChunk, timeoutMs: number) => this.call<m.PutChunkRequest | PreEncodedPutChunk, m.PutChunkResponse>("PutChunk", r, timeoutMs);
   getChunk = (r: m.GetChunkRequest, timeoutMs: number) => this.call<m.GetChunkRequest, m.GetChunkResponse>("GetChunk", r, timeoutMs);
+  putChunks = (r: m.PutChunksRequest, timeoutMs: number) => this.call<m.PutChunksRequest, m.PutChunksResponse>("PutChunks", r, timeoutMs);
+  getChunks = (r: m.GetChunksRequest, timeoutMs: number) => this.call<m.GetChunksRequest, m.GetChunksResponse>("GetChunks", r, timeoutMs);
   replicateChunk = (r: m.ReplicateChunkRequest, timeoutMs: number) => this.call<m.ReplicateChunkRequest, m.ReplicateChunkResponse>("ReplicateChunk", r, timeoutMs);
   deleteChunks = (r: m.DeleteChunksRequest, timeoutMs: number) => this.call<m.DeleteChunksRequest, m.DeleteChunksResponse>("DeleteChunks", r, timeoutMs);
   listChunks = (r: m.ListChunksRequest, timeoutMs: number) => this.call<m.ListChunksRequest, m.ListChunksResponse>("ListChunks", r, timeoutMs);
@@ -102,6 +106,20 @@ export class ProcessApi {
   close() {
     this.client.close();
   }
+}
+
+/** The master calls a file transfer makes; a batching view (client/batching.ts) offers the same. */
+export type TransferMaster = Pick<MasterApi, "requestPutTargets" | "announceManifest" | "getManifest" | "requestGetTargets">;
+
+/** The node calls a file transfer makes. `expectedSize` lets a batching view keep large chunks out of batches. */
+export interface ChunkCalls {
+  putChunk: StorageApi["putChunk"];
+  getChunk(r: m.GetChunkRequest, timeoutMs: number, expectedSize?: number): Promise<m.GetChunkResponse>;
+}
+
+/** Where a file transfer finds its nodes. */
+export interface ChunkPool {
+  get(address: string): ChunkCalls;
 }
 
 /** One channel per node address for the life of a process; closing the pool closes them all. */

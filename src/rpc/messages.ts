@@ -237,3 +237,32 @@ export interface ProcessStats {
   dataDir: string;
   sampledAtMs: number;
 }
+/** One item's outcome in a batch: its response, or the status it failed with. */
+export interface BatchResult<Res> {
+  response: Res | null;
+  error: { code: number; message: string } | null;
+}
+export interface AnnounceManifestsRequest {
+  manifests: ManifestRequest[];
+}
+export interface AnnounceManifestsResponse {
+  results: BatchResult<ManifestResponse>[];
+}
+export interface GetManifestsRequest {
+  requests: GetManifestRequest[];
+}
+export interface GetManifestsResponse {
+  results: BatchResult<GetManifestResponse>[];
+}
+export interface PutChunksRequest {
+  chunks: PutChunkRequest[];
+}
+export interface PutChunksResponse {
+  results: BatchResult<PutChunkResponse>[];
+}
+export interface GetChunksRequest {
+  chunks: GetChunkRequest[];
+}
+export interface GetChunksResponse {
+  results: BatchResult<GetChunkResponse>[];
+}

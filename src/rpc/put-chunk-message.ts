@@ -14,9 +14,11 @@ export interface EncodedPutChunk {
   data: Buffer;
 }
 
-/** A PutChunk request that is already encoded; the serializer passes it through. */
+/** A PutChunk request that is already encoded; the serializer passes `encoded` through. */
 export interface PreEncodedPutChunk {
   chunkId: string;
+  /** The payload, for callers that need the bytes themselves (batches). */
+  data: Buffer;
   encoded: Buffer;
 }
 
