@@ -121,4 +121,23 @@ describe("hand-encoded PutChunk messages", () => {
       expect(chunkIdOf(decoded.data)).toBe(id);
     }
   });
+
+  test("a forward list appended after the payload decodes to the same nodes, and a shorter one replaces it", async () => {
+    const { StorageServiceClient } = await import("../src/rpc/proto");
+    const { layoutPutChunk, putChunkMessageCapacity, setPutChunkId, withForwardTo } = await import("../src/rpc/put-chunk-message");
+    const definition = StorageServiceClient.service as unknown as Record<string, { requestDeserialize(b: Buffer): { chunkId: string; data: Buffer; forwardTo: { host: string; port: number; nodeId: string }[] } }>;
+    const encoded = layoutPutChunk(Buffer.alloc(putChunkMessageCapacity(300_000)), 300_000);
+    encoded.data.fill(9);
+    setPutChunkId(encoded, chunkIdOf(encoded.data));
+    const nodes = [
+      { host: "10.0.0.7", port: 9002, nodeId: "node2" },
+      { host: "storage-3.example.internal", port: 65535, nodeId: "n3" },
+    ];
+    const decoded = definition.PutChunk!.requestDeserialize(withForwardTo(encoded, nodes));
+    expect(decoded.forwardTo).toEqual(nodes);
+    expect(chunkIdOf(decoded.data)).toBe(decoded.chunkId);
+    const shorter = definition.PutChunk!.requestDeserialize(withForwardTo(encoded, nodes.slice(1)));
+    expect(shorter.forwardTo).toEqual(nodes.slice(1));
+    expect(definition.PutChunk!.requestDeserialize(withForwardTo(encoded, [])).forwardTo).toEqual([]);
+  });
 });

@@ -7,10 +7,10 @@ import { open, type FileHandle } from "node:fs/promises";
 import { formatHostPort } from "../core/address";
 import { chunkIdOf, contentHashOf } from "../core/chunk-id";
 import { DropboxError, errorMessage, invalidArgument, unavailable } from "../core/errors";
-import { CHUNK_RPC_TIMEOUT_MS, CLIENT_INFLIGHT_BUDGET_BYTES, MAX_CHUNK_SIZE_BYTES, MAX_FILE_CHUNKS, MIN_CHUNK_SIZE_BYTES, PUT_RETRY_ATTEMPTS, PUT_TARGETS_BATCH_CHUNKS } from "../core/limits";
+import { CHAIN_REPLICATION_MIN_CHUNK_BYTES, CHUNK_RPC_TIMEOUT_MS, CLIENT_INFLIGHT_BUDGET_BYTES, MAX_CHUNK_SIZE_BYTES, MAX_FILE_CHUNKS, MIN_CHUNK_SIZE_BYTES, PUT_RETRY_ATTEMPTS, PUT_TARGETS_BATCH_CHUNKS } from "../core/limits";
 import { assertName } from "../core/names";
 import { Semaphore } from "../core/semaphore";
-import { layoutPutChunk, putChunkMessageCapacity, setPutChunkId } from "../rpc/put-chunk-message";
+import { type EncodedPutChunk, layoutPutChunk, putChunkMessageCapacity, setPutChunkId, withForwardTo } from "../rpc/put-chunk-message";
 import type { ChunkPool, TransferMaster } from "../rpc/client";
 import type { ChunkRef, FileInfo, Placement, StorageNode } from "../rpc/messages";
 
@@ -37,9 +37,12 @@ export interface UploadResult {
 interface Chunk {
   id: string;
   data: Buffer;
-  /** The PutChunk message that holds `data`, sent as is to every target. */
-  encoded?: Buffer;
+  /** The PutChunk message that holds `data`, sent without re-encoding. */
+  message?: EncodedPutChunk;
 }
+
+/** What one send did at each target: stored, failed (with the error), or never tried. */
+type SendOutcome = { stored: true } | { stored: false; error: unknown } | { stored: false; untried: true };
 
 /** Commit attempts when chunks vanish between placement and commit (concurrent delete and GC). */
 const COMMIT_ATTEMPTS = 3;
@@ -92,27 +95,53 @@ class Upload {
     const holders = [...placement.existingNodeIds];
     const excluded: string[] = [];
     for (let attempt = 0; ; attempt++) {
-      const results = await Promise.allSettled(targets.map((t) => this.pool.get(addressOf(t)).putChunk(chunk.encoded ? { chunkId: chunk.id, data: chunk.data, encoded: chunk.encoded } : { chunkId: chunk.id, data: chunk.data }, CHUNK_RPC_TIMEOUT_MS)));
+      const outcomes = await this.send(chunk, targets);
       let lastError = "";
-      results.forEach((result, i) => {
-        const target = targets[i]!;
-        if (result.status === "fulfilled") {
+      for (const target of targets) {
+        const outcome = outcomes.get(target.nodeId)!;
+        if (outcome.stored) {
           holders.push(target.nodeId);
           this.stored.set(chunk.id, [...(this.stored.get(chunk.id) ?? []), target.nodeId]);
           this.chunksWritten++;
-          return;
+        } else if ("error" in outcome) {
+          // A node rejecting our bytes as not matching their id means this client is broken: stop.
+          if (outcome.error instanceof DropboxError && outcome.error.kind === "INVALID_ARGUMENT") throw outcome.error;
+          excluded.push(target.nodeId);
+          lastError = `${target.nodeId} (${addressOf(target)}): ${errorMessage(outcome.error)}`;
         }
-        // A node rejecting our bytes as not matching their id means this client is broken: stop.
-        if (result.reason instanceof DropboxError && result.reason.kind === "INVALID_ARGUMENT") throw result.reason;
-        excluded.push(target.nodeId);
-        lastError = `${target.nodeId} (${addressOf(target)}): ${errorMessage(result.reason)}`;
-      });
-      if (!lastError) return;
-      if (attempt >= PUT_RETRY_ATTEMPTS) throw unavailable(`could not store chunk ${chunk.id.slice(0, 12)}… on enough nodes; last failure: ${lastError}`);
+      }
+      if (targets.every((t) => outcomes.get(t.nodeId)!.stored)) return;
+      if (attempt >= PUT_RETRY_ATTEMPTS) throw unavailable(`could not store chunk ${chunk.id.slice(0, 12)}… on enough nodes; last failure: ${lastError || "nodes not reached"}`);
       const retry = await this.master.requestPutTargets({ chunks: [{ chunkId: chunk.id, size: chunk.data.byteLength, excludeNodeIds: excluded, holderNodeIds: holders }] });
       targets = retry.placements[0]?.targets ?? [];
       if (targets.length === 0) return;
     }
+  }
+
+  /**
+   * Sends a chunk to its targets once: large chunks down a chain (the client sends the
+   * bytes once, each node passes them on), small ones to every target directly.
+   */
+  private async send(chunk: Chunk, targets: StorageNode[]): Promise<Map<string, SendOutcome>> {
+    const outcomes = new Map<string, SendOutcome>();
+    const request = (forwardTo: StorageNode[]) =>
+      chunk.message ? { chunkId: chunk.id, data: chunk.data, encoded: withForwardTo(chunk.message, forwardTo) } : { chunkId: chunk.id, data: chunk.data, forwardTo };
+    if (targets.length > 1 && chunk.data.byteLength >= CHAIN_REPLICATION_MIN_CHUNK_BYTES) {
+      const [first, ...rest] = targets as [StorageNode, ...StorageNode[]];
+      try {
+        const response = await this.pool.get(addressOf(first)).putChunk(request(rest), CHUNK_RPC_TIMEOUT_MS * targets.length);
+        outcomes.set(first.nodeId, { stored: true });
+        for (const id of response.storedNodeIds) outcomes.set(id, { stored: true });
+        for (const failure of response.chainFailures) outcomes.set(failure.nodeId, { stored: false, error: new Error(failure.message) });
+      } catch (err) {
+        outcomes.set(first.nodeId, { stored: false, error: err });
+      }
+      for (const t of rest) if (!outcomes.has(t.nodeId)) outcomes.set(t.nodeId, { stored: false, untried: true });
+      return outcomes;
+    }
+    const results = await Promise.allSettled(targets.map((t) => this.pool.get(addressOf(t)).putChunk(request([]), CHUNK_RPC_TIMEOUT_MS)));
+    results.forEach((result, i) => outcomes.set(targets[i]!.nodeId, result.status === "fulfilled" ? { stored: true } : { stored: false, error: result.reason }));
+    return outcomes;
   }
 
   /** Asks for targets for a batch and places each chunk, calling `done` once per chunk when it is finished with. */
@@ -188,7 +217,7 @@ export async function uploadFile(options: UploadOptions): Promise<UploadResult> 
       }
       seen.add(id);
       setPutChunkId(encoded, id);
-      const chunk: Chunk = { id, data, encoded: encoded.message };
+      const chunk: Chunk = { id, data, message: encoded };
       backingOf.set(chunk, backing);
       batch.push(chunk);
       if (batch.length >= batchLimit) dispatch();

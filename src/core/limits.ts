@@ -19,6 +19,12 @@ export const MAX_MESSAGE_BYTES = MAX_CHUNK_SIZE_BYTES + 1 * MiB;
 export const CLIENT_INFLIGHT_BUDGET_BYTES = 16 * MiB;
 /** Chunks per RequestPutTargets batch: one round trip per batch instead of per chunk. */
 export const PUT_TARGETS_BATCH_CHUNKS = 16;
+/**
+ * Chunks at least this large are chain-replicated (client -> first node -> next node):
+ * the client sends each byte once instead of once per replica. Smaller chunks fan out
+ * from the client, where many of them share one batched call per node.
+ */
+export const CHAIN_REPLICATION_MIN_CHUNK_BYTES = 1024 * 1024;
 /** Attempts to place one chunk on a fresh node after a target failed before the upload gives up. */
 export const PUT_RETRY_ATTEMPTS = 4;
 /** Chunks a single file may have: bounds manifest messages and master memory per request (1 TiB at 4 MiB chunks). */

@@ -9,6 +9,7 @@ import type { StoragePool } from "../rpc/client";
 import type * as m from "../rpc/messages";
 import { batchHandler } from "../rpc/batch";
 import { rpcCounters, unary } from "../rpc/server";
+import { assertForwardList, forwardChunk } from "./chain";
 import type { ChunkStore } from "./chunk-store";
 
 /** Bytes one VerifyChunks call re-reads before it returns: at disk speed this ends well inside the chunk deadline. */
@@ -29,8 +30,11 @@ export function storageService(store: ChunkStore, pool: StoragePool, log: Log): 
       const data = request.data;
       if (!data || data.byteLength > MAX_CHUNK_SIZE_BYTES) throw invalidArgument(`chunk must be 1 byte to ${MAX_CHUNK_SIZE_BYTES} bytes`);
       rpcCounters.bytesIn += data.byteLength;
-      const alreadyPresent = await store.put(id, data);
-      return { status: "OK", alreadyPresent };
+      const forwardTo = assertForwardList(request.forwardTo);
+      // Store here and pass the chunk on at the same time; the next node verifies the bytes too.
+      const [alreadyPresent, chain] = await Promise.all([store.put(id, data), forwardChunk(pool, id, data, forwardTo)]);
+      if (forwardTo.length > 0) rpcCounters.bytesOut += data.byteLength;
+      return { status: "OK", alreadyPresent, storedNodeIds: chain.stored, chainFailures: chain.failures };
     }, log),
 
     GetChunk: unary<m.GetChunkRequest, m.GetChunkResponse>(async (request) => {

@@ -138,10 +138,18 @@ export interface ClusterStatusResponse {
 export interface PutChunkRequest {
   chunkId: string;
   data: Uint8Array;
+  forwardTo?: StorageNode[];
+}
+export interface ChainFailure {
+  nodeId: string;
+  code: number;
+  message: string;
 }
 export interface PutChunkResponse {
   status: string;
   alreadyPresent: boolean;
+  storedNodeIds: string[];
+  chainFailures: ChainFailure[];
 }
 export interface GetChunkRequest {
   chunkId: string;

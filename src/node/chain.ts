@@ -1,0 +1,38 @@
+/** Chain replication: pass a chunk on to the next node of the chain, which passes it further. */
+import * as grpc from "@grpc/grpc-js";
+import { formatHostPort } from "../core/address";
+import { DropboxError, errorMessage, invalidArgument } from "../core/errors";
+import { CHUNK_RPC_TIMEOUT_MS, MAX_REPLICATION } from "../core/limits";
+import type { StoragePool } from "../rpc/client";
+import type { ChainFailure, StorageNode } from "../rpc/messages";
+
+const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** Checks a forward list: a few distinct, well-formed node addresses. */
+export function assertForwardList(forwardTo: unknown): StorageNode[] {
+  if (forwardTo === undefined || forwardTo === null) return [];
+  if (!Array.isArray(forwardTo) || forwardTo.length > MAX_REPLICATION - 1) throw invalidArgument(`forward_to holds at most ${MAX_REPLICATION - 1} nodes`);
+  const seen = new Set<string>();
+  for (const node of forwardTo as StorageNode[]) {
+    if (!node || typeof node.host !== "string" || node.host.length === 0 || node.host.length > 255 || /[\s/]/.test(node.host)) throw invalidArgument("forward_to: bad host");
+    if (!Number.isInteger(node.port) || node.port < 1 || node.port > 65535) throw invalidArgument("forward_to: port must be 1-65535");
+    if (typeof node.nodeId !== "string" || !NODE_ID_PATTERN.test(node.nodeId)) throw invalidArgument("forward_to: bad node id");
+    if (seen.has(node.nodeId)) throw invalidArgument(`forward_to names ${node.nodeId} twice`);
+    seen.add(node.nodeId);
+  }
+  return forwardTo as StorageNode[];
+}
+
+/** Sends the chunk down the chain; resolves (never rejects) with who stored it and who did not. */
+export async function forwardChunk(pool: StoragePool, chunkId: string, data: Uint8Array, forwardTo: StorageNode[]): Promise<{ stored: string[]; failures: ChainFailure[] }> {
+  const [next, ...rest] = forwardTo;
+  if (!next) return { stored: [], failures: [] };
+  try {
+    const response = await pool.get(formatHostPort(next.host, next.port)).putChunk({ chunkId, data, forwardTo: rest }, CHUNK_RPC_TIMEOUT_MS * (1 + rest.length));
+    return { stored: [next.nodeId, ...response.storedNodeIds], failures: response.chainFailures };
+  } catch (err) {
+    const code = err instanceof DropboxError && err.kind === "RESOURCE_EXHAUSTED" ? grpc.status.RESOURCE_EXHAUSTED : grpc.status.UNAVAILABLE;
+    // Nodes after the failed one were never tried: they are neither stored nor failed.
+    return { stored: [], failures: [{ nodeId: next.nodeId, code, message: errorMessage(err) }] };
+  }
+}
