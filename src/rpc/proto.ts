@@ -1,12 +1,12 @@
 /**
- * The protocol, embedded in the binary: the .proto texts are imported as strings at
- * build time, so the compiled executable needs no file beside it.
+ * The protocol, embedded in the binary: the .proto files are parsed at build time (a
+ * macro) and their descriptors inlined, so the compiled executable needs no file beside
+ * it and does not parse protocol text at start-up.
  */
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import protobuf from "protobufjs";
-import dropboxProtoText from "../../proto/dropbox.proto" with { type: "text" };
-import healthProtoText from "../../proto/health.proto" with { type: "text" };
+import type protobuf from "protobufjs";
+import { protoDescriptor } from "./proto-descriptor" with { type: "macro" };
 
 const LOADER_OPTIONS: protoLoader.Options = {
   keepCase: false,
@@ -18,15 +18,14 @@ const LOADER_OPTIONS: protoLoader.Options = {
   oneofs: true,
 };
 
-function loadProto(text: string): grpc.GrpcObject {
-  const root = protobuf.parse(text, { keepCase: false }).root;
-  return grpc.loadPackageDefinition(protoLoader.fromJSON(root.toJSON(), LOADER_OPTIONS));
+function loadProto(descriptor: protobuf.INamespace): grpc.GrpcObject {
+  return grpc.loadPackageDefinition(protoLoader.fromJSON(descriptor, LOADER_OPTIONS));
 }
 
 type ServiceCtor = grpc.ServiceClientConstructor;
 
-const dropbox = loadProto(dropboxProtoText).dropbox as grpc.GrpcObject;
-const health = ((loadProto(healthProtoText).grpc as grpc.GrpcObject).health as grpc.GrpcObject).v1 as grpc.GrpcObject;
+const dropbox = loadProto(protoDescriptor("dropbox.proto")).dropbox as grpc.GrpcObject;
+const health = ((loadProto(protoDescriptor("health.proto")).grpc as grpc.GrpcObject).health as grpc.GrpcObject).v1 as grpc.GrpcObject;
 
 /** Client constructors (their `.service` is the server-side definition). */
 export const MasterServiceClient = dropbox.MasterService as ServiceCtor;
