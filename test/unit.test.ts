@@ -141,3 +141,26 @@ describe("hand-encoded PutChunk messages", () => {
     expect(definition.PutChunk!.requestDeserialize(withForwardTo(encoded, [])).forwardTo).toEqual([]);
   });
 });
+
+describe("names from hostile clients", () => {
+  test("ill-formed Unicode is rejected, and long names are quoted whole characters at a time", async () => {
+    const { assertName } = await import("../src/core/names");
+    expect(nameProblem("a\uD800b")).toContain("not valid Unicode");
+    const emoji = "🙂".repeat(600);
+    const message = (() => {
+      try {
+        assertName(emoji);
+      } catch (err) {
+        return (err as Error).message;
+      }
+      return "";
+    })();
+    expect(message).toContain("longer than 1024 bytes");
+    expect(message.isWellFormed()).toBe(true);
+  });
+  test("hosts are hostnames or IP literals only", async () => {
+    const { isHostName } = await import("../src/core/address");
+    for (const ok of ["127.0.0.1", "::1", "node-3.example.internal", "fe80::1"]) expect(isHostName(ok)).toBe(true);
+    for (const bad of ["", "a b", "x/y", "\u202e\u0007\u001b[2J", "h".repeat(256), 42]) expect(isHostName(bad)).toBe(false);
+  });
+});

@@ -27,3 +27,11 @@ export function parsePort(value: unknown, what = "port"): number {
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalidArgument(`${what} must be an integer 0-65535, got ${JSON.stringify(value)}`);
   return port;
 }
+
+/** Hostnames, IPv4 and IPv6 literals: they are dialled, logged and shown, so nothing else (no control characters). */
+const HOST_PATTERN = /^[A-Za-z0-9._:-]{1,255}$/;
+
+/** True when `host` is a plausible hostname or IP literal. */
+export function isHostName(host: unknown): host is string {
+  return typeof host === "string" && HOST_PATTERN.test(host);
+}

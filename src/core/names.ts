@@ -8,6 +8,7 @@ const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/;
 /** Why `name` is not a valid remote name, or null when it is. */
 export function nameProblem(name: unknown): string | null {
   if (typeof name !== "string" || name.length === 0) return "name is empty";
+  if (!name.isWellFormed()) return "name is not valid Unicode (a lone surrogate)";
   if (Buffer.byteLength(name, "utf8") > MAX_NAME_BYTES) return `name is longer than ${MAX_NAME_BYTES} bytes`;
   if (name.includes("\u0000")) return "name contains a NUL character";
   if (CONTROL_CHARS.test(name)) return "name contains a control character";
@@ -23,7 +24,11 @@ export function nameProblem(name: unknown): string | null {
 /** Throws INVALID_ARGUMENT with the reason unless `name` is valid. */
 export function assertName(name: unknown): string {
   const problem = nameProblem(name);
-  if (problem) throw invalidArgument(`invalid name ${JSON.stringify(String(name ?? "")).slice(0, 100)}: ${problem}`);
+  if (problem) {
+    // Cut before quoting, and never inside a surrogate pair: this text goes back on the wire.
+    const shown = String(name ?? "").toWellFormed();
+    throw invalidArgument(`invalid name ${JSON.stringify(shown.length > 100 ? `${[...shown].slice(0, 80).join("")}…` : shown)}: ${problem}`);
+  }
   return name as string;
 }
 

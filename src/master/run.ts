@@ -2,7 +2,8 @@
 import { mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { formatHostPort } from "../core/address";
-import { makeLog } from "../core/log";
+import { assertOwnDir, lockDataDir, type DirLock } from "../core/dir-lock";
+import { makeLog, type Log } from "../core/log";
 import { MasterServiceClient } from "../rpc/proto";
 import { startServer } from "../rpc/server";
 import { Metadata } from "./metadata";
@@ -33,7 +34,21 @@ export interface RunningMaster {
 /** Opens the metadata and starts serving. */
 export async function runMaster(options: MasterOptions): Promise<RunningMaster> {
   const log = makeLog("master");
+  // Everything this server creates (dirs, database, chunk files) is private to its user.
+  process.umask(0o077);
   await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
+  assertOwnDir(options.dataDir);
+  // Held until stop (or exit): two masters on one metadata.db would hand out conflicting placements.
+  const lock = lockDataDir(options.dataDir);
+  try {
+    return await startMaster(options, log, lock);
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
+}
+
+async function startMaster(options: MasterOptions, log: Log, lock: DirLock): Promise<RunningMaster> {
   const metadata = new Metadata(join(options.dataDir, "metadata.db"));
   const registry = new NodeRegistry(metadata, options.nodeTimeoutMs);
   const pool = new StoragePool();
@@ -57,6 +72,7 @@ export async function runMaster(options: MasterOptions): Promise<RunningMaster> 
       await server.shutdown();
       pool.close();
       metadata.close();
+      lock.release();
     },
   };
 }

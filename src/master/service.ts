@@ -1,5 +1,6 @@
 /** MasterService handlers: validate every request, then consult or change the metadata. */
 import type * as grpc from "@grpc/grpc-js";
+import { isHostName } from "../core/address";
 import { assertChunkId, contentHashOf } from "../core/chunk-id";
 import { failedPrecondition, invalidArgument, notFound } from "../core/errors";
 import type { Log } from "../core/log";
@@ -93,7 +94,7 @@ export function masterService(ctx: MasterContext): grpc.UntypedServiceImplementa
   const handlers: grpc.UntypedServiceImplementation = {
     RegisterNode: unary<m.RegisterRequest, m.RegisterResponse>((r) => {
       const id = assertNodeId(r.nodeId);
-      if (!r.host || r.host.length > 255 || /[\s/]/.test(r.host)) throw invalidArgument("host must be a hostname or IP address");
+      if (!isHostName(r.host)) throw invalidArgument("host must be a hostname or IP address");
       if (!Number.isInteger(r.port) || r.port < 1 || r.port > 65535) throw invalidArgument("port must be 1-65535");
       assertUsage(r);
       registry.register(id, r.host, r.port, r, Date.now());

@@ -1,6 +1,6 @@
 /** Chain replication: pass a chunk on to the next node of the chain, which passes it further. */
 import * as grpc from "@grpc/grpc-js";
-import { formatHostPort } from "../core/address";
+import { formatHostPort, isHostName } from "../core/address";
 import { DropboxError, errorMessage, invalidArgument } from "../core/errors";
 import { CHUNK_RPC_TIMEOUT_MS, MAX_REPLICATION } from "../core/limits";
 import type { StoragePool } from "../rpc/client";
@@ -14,7 +14,7 @@ export function assertForwardList(forwardTo: unknown): StorageNode[] {
   if (!Array.isArray(forwardTo) || forwardTo.length > MAX_REPLICATION - 1) throw invalidArgument(`forward_to holds at most ${MAX_REPLICATION - 1} nodes`);
   const seen = new Set<string>();
   for (const node of forwardTo as StorageNode[]) {
-    if (!node || typeof node.host !== "string" || node.host.length === 0 || node.host.length > 255 || /[\s/]/.test(node.host)) throw invalidArgument("forward_to: bad host");
+    if (!node || !isHostName(node.host)) throw invalidArgument("forward_to: bad host");
     if (!Number.isInteger(node.port) || node.port < 1 || node.port > 65535) throw invalidArgument("forward_to: port must be 1-65535");
     if (typeof node.nodeId !== "string" || !NODE_ID_PATTERN.test(node.nodeId)) throw invalidArgument("forward_to: bad node id");
     if (seen.has(node.nodeId)) throw invalidArgument(`forward_to names ${node.nodeId} twice`);

@@ -4,6 +4,7 @@ import { readFile, writeFile, mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
 import { formatHostPort, parseHostPort } from "../core/address";
+import { assertOwnDir, lockDataDir, type DirLock } from "../core/dir-lock";
 import { errorMessage, invalidArgument } from "../core/errors";
 import { makeLog } from "../core/log";
 import { REGISTER_RETRY_INTERVAL_MS } from "../core/limits";
@@ -58,7 +59,21 @@ async function resolveNodeId(dataDir: string, given?: string): Promise<string> {
 
 /** Starts a node and returns once it serves; registration continues in the background until the master answers. */
 export async function runNode(options: NodeOptions): Promise<RunningNode> {
+  // Everything this server creates (dirs, database, chunk files) is private to its user.
+  process.umask(0o077);
   await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
+  assertOwnDir(options.dataDir);
+  // Held until stop (or exit): a second node on this dir would fight this one over every chunk.
+  const lock = lockDataDir(options.dataDir);
+  try {
+    return await startNode(options, lock);
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
+}
+
+async function startNode(options: NodeOptions, lock: DirLock): Promise<RunningNode> {
   const nodeId = await resolveNodeId(options.dataDir, options.id);
   const log = makeLog(`node[${nodeId}]`);
   // Copies lost to corruption, reported with the next heartbeats until the master has them.
@@ -126,6 +141,7 @@ export async function runNode(options: NodeOptions): Promise<RunningNode> {
       await server.shutdown();
       master.close();
       peers.close();
+      lock.release();
     },
   };
 }

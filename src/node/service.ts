@@ -1,6 +1,6 @@
 /** StorageService handlers: validate what arrives, then hand it to the chunk store. */
 import type * as grpc from "@grpc/grpc-js";
-import { formatHostPort } from "../core/address";
+import { formatHostPort, isHostName } from "../core/address";
 import { assertChunkId, chunkIdOf } from "../core/chunk-id";
 import { DropboxError, dataLoss, errorMessage, invalidArgument, unavailable } from "../core/errors";
 import type { Log } from "../core/log";
@@ -16,6 +16,7 @@ import type { ChunkStore } from "./chunk-store";
 const VERIFY_CALL_BYTES = 256 * 1024 * 1024;
 /** Chunks one VerifyChunks call examines at most: bounds the response. */
 const VERIFY_CALL_CHUNKS = 1000;
+
 
 function assertIdList(ids: unknown): string[] {
   if (!Array.isArray(ids) || ids.length > MAX_CHUNK_IDS_PER_REQUEST) throw invalidArgument(`at most ${MAX_CHUNK_IDS_PER_REQUEST} chunk ids per request`);
@@ -46,6 +47,11 @@ export function storageService(store: ChunkStore, pool: StoragePool, log: Log): 
     ReplicateChunk: unary<m.ReplicateChunkRequest, m.ReplicateChunkResponse>(async (request) => {
       const id = assertChunkId(request.chunkId);
       if (!Array.isArray(request.sources) || request.sources.length === 0 || request.sources.length > 16) throw invalidArgument("1 to 16 sources required");
+      // Every source is dialled (and its channel kept): only plausible addresses get that far.
+      for (const source of request.sources) {
+        if (!isHostName(source.host)) throw invalidArgument("source host must be a hostname or IP address");
+        if (!Number.isInteger(source.port) || source.port < 1 || source.port > 65535) throw invalidArgument("source port must be 1-65535");
+      }
       const corrupt: string[] = [];
       const failures: string[] = [];
       for (const source of request.sources) {

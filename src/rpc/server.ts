@@ -1,7 +1,7 @@
 /** gRPC server plumbing shared by master and node: binding, handler adaptation, health. */
 import * as grpc from "@grpc/grpc-js";
 import { formatHostPort } from "../core/address";
-import { DropboxError } from "../core/errors";
+import { DropboxError, invalidArgument } from "../core/errors";
 import { MAX_MESSAGE_BYTES } from "../core/limits";
 import { HealthClient } from "./proto";
 import { toServiceError } from "./status";
@@ -18,6 +18,48 @@ const SERVER_OPTIONS: grpc.ServerOptions = {
  */
 export const rpcCounters = { calls: 0, errors: 0, bytesIn: 0, bytesOut: 0 };
 
+/** Longest status detail sent: it travels as an HTTP/2 trailer, and peers cap header sizes. */
+const MAX_STATUS_DETAILS_CHARS = 1024;
+
+/**
+ * Status details as they may go on the wire. grpc-js percent-encodes them with encodeURI,
+ * which throws on a lone surrogate (an echo of a client's ill-formed string, or a message cut
+ * mid-pair) outside any handler: that would take the whole process down.
+ */
+function safeDetails(details: string | undefined): string {
+  const text = (details ?? "").toWellFormed();
+  return text.length > MAX_STATUS_DETAILS_CHARS ? `${text.slice(0, MAX_STATUS_DETAILS_CHARS).toWellFormed()}…` : text;
+}
+
+/**
+ * A request whose bytes did not decode as its message type. grpc-js would answer INTERNAL
+ * on its own; the server's deserializers hand this over instead so the caller gets
+ * INVALID_ARGUMENT (INTERNAL stays reserved for bugs).
+ */
+class Undecodable {
+  constructor(readonly reason: string) {}
+}
+
+/** The definition with deserializers that turn undecodable bytes into an `Undecodable`. */
+function tolerant(definition: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  const methods = Object.entries(definition).map(([name, method]) => {
+    const decode = method.requestDeserialize;
+    const requestDeserialize = (bytes: Buffer) => {
+      try {
+        return decode(bytes);
+      } catch (err) {
+        return new Undecodable(err instanceof Error ? err.message : String(err));
+      }
+    };
+    return [name, { ...method, requestDeserialize }];
+  });
+  return Object.fromEntries(methods) as grpc.ServiceDefinition;
+}
+
+function undecodableError(request: unknown): DropboxError | null {
+  return request instanceof Undecodable ? invalidArgument(`the request is not a valid protobuf message of its type (${request.reason})`) : null;
+}
+
 /** An async handler: returns the response or throws; the adapter owns the callback. */
 export type UnaryHandler<Req, Res> = (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res> | Res;
 
@@ -27,6 +69,8 @@ export function unary<Req, Res>(handler: UnaryHandler<Req, Res>, log: (line: str
     rpcCounters.calls++;
     let result: Promise<Res>;
     try {
+      const undecodable = undecodableError(call.request);
+      if (undecodable) throw undecodable;
       result = Promise.resolve(handler(call.request, call));
     } catch (err) {
       result = Promise.reject(err);
@@ -35,7 +79,8 @@ export function unary<Req, Res>(handler: UnaryHandler<Req, Res>, log: (line: str
       (response) => callback(null, response),
       (err) => {
         rpcCounters.errors++;
-        callback(toServiceError(err, log) as grpc.ServiceError);
+        const status = toServiceError(err, log);
+        callback({ ...status, details: safeDetails(status.details) } as grpc.ServiceError);
       },
     );
   };
@@ -61,11 +106,15 @@ class HealthService {
 
   readonly implementation: grpc.UntypedServiceImplementation = {
     Check: (call: grpc.ServerUnaryCall<{ service: string }, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+      const undecodable = undecodableError(call.request);
+      if (undecodable) return callback({ code: grpc.status.INVALID_ARGUMENT, details: undecodable.message } as grpc.ServiceError);
       const status = this.statusOf(call.request.service);
       if (status === null) callback({ code: grpc.status.NOT_FOUND, details: "unknown service" } as grpc.ServiceError);
       else callback(null, { status });
     },
     Watch: (call: grpc.ServerWritableStream<{ service: string }, { status: string }>) => {
+      const undecodable = undecodableError(call.request);
+      if (undecodable) return call.emit("error", { code: grpc.status.INVALID_ARGUMENT, details: undecodable.message });
       call.write({ status: this.statusOf(call.request.service) ?? "SERVICE_UNKNOWN" });
       this.watchers.add(call);
       call.on("cancelled", () => this.watchers.delete(call));
@@ -96,9 +145,9 @@ export interface RpcServer {
 /** Binds a server with the given services plus health, on host:port. A busy port is a clear error. */
 export async function startServer(host: string, port: number, services: ServiceBinding[], log: (line: string) => void): Promise<RpcServer> {
   const server = new grpc.Server(SERVER_OPTIONS);
-  for (const service of services) server.addService(service.definition, service.implementation);
+  for (const service of services) server.addService(tolerant(service.definition), service.implementation);
   const health = new HealthService(new Set(services.map((s) => s.name)));
-  server.addService(HealthClient.service, health.implementation);
+  server.addService(tolerant(HealthClient.service), health.implementation);
 
   const address = formatHostPort(host, port);
   const boundPort = await new Promise<number>((resolve, reject) => {

@@ -1,0 +1,83 @@
+/** Data dirs are private to their user and to one process: a second server on the same dir refuses to start. */
+import { describe, expect, test } from "bun:test";
+import { chown, mkdir, stat } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { BIN, type RunResult, withCluster, withTempDir } from "./harness";
+
+/** Runs the binary as a server that is expected to refuse to start; kills it if it serves instead. */
+async function runRefused(args: string[], timeoutMs = 10_000): Promise<RunResult> {
+  const proc = Bun.spawn([BIN, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
+  try {
+    const [stdout, stderr, exitCode] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+    return { exitCode, stdout, stderr };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const modeOf = async (path: string) => (await stat(path)).mode & 0o777;
+
+describe("data dirs", () => {
+  test("a second node or master on a data dir in use exits 4 with one line naming the dir and the holder; after SIGKILL of the holder a new one starts", async () => {
+    await withCluster({ nodes: 1, replication: 1 }, async (cluster) => {
+      const node = cluster.nodes[0]!;
+      const second = await runRefused(["node", "--port", "0", "--master", cluster.master.address, "--data-dir", node.dataDir]);
+      expect(second.exitCode).toBe(4);
+      expect(second.stderr.trim().split("\n")).toHaveLength(1);
+      expect(second.stderr).toContain(node.dataDir);
+      expect(second.stderr).toContain(`pid ${node.pid}`);
+
+      const secondMaster = await runRefused(["master", "--port", "0", "--data-dir", cluster.master.dataDir]);
+      expect(secondMaster.exitCode).toBe(4);
+      expect(secondMaster.stderr.trim().split("\n")).toHaveLength(1);
+      expect(secondMaster.stderr).toContain(cluster.master.dataDir);
+      expect(secondMaster.stderr).toContain(`pid ${cluster.master.pid}`);
+
+      // SIGKILL leaves the lock file behind; its holder is gone, so it does not block a restart.
+      await node.kill("SIGKILL");
+      await cluster.master.kill("SIGKILL");
+      expect(existsSync(join(node.dataDir, "dropbox.lock"))).toBe(true);
+      await cluster.master.start();
+      await node.start();
+      await cluster.waitForLiveNodes(1);
+      // The restarted ones hold the locks again.
+      expect((await runRefused(["node", "--port", "0", "--master", cluster.master.address, "--data-dir", node.dataDir])).exitCode).toBe(4);
+    });
+  });
+
+  test("a server stopped with SIGTERM removes its lock", async () => {
+    await withCluster({ nodes: 1, replication: 1 }, async (cluster) => {
+      const node = cluster.nodes[0]!;
+      expect(existsSync(join(node.dataDir, "dropbox.lock"))).toBe(true);
+      expect(await node.kill("SIGTERM")).toBe(0);
+      expect(await cluster.master.kill("SIGTERM")).toBe(0);
+      expect(existsSync(join(node.dataDir, "dropbox.lock"))).toBe(false);
+      expect(existsSync(join(cluster.master.dataDir, "dropbox.lock"))).toBe(false);
+    });
+  });
+
+  test("data dirs are created 0700; the node id, lock and metadata files are 0600", async () => {
+    await withCluster({ nodes: 1, replication: 1 }, async (cluster) => {
+      const node = cluster.nodes[0]!;
+      for (const dir of [node.dataDir, join(node.dataDir, "chunks"), cluster.master.dataDir]) expect(await modeOf(dir)).toBe(0o700);
+      for (const file of [join(node.dataDir, "node-id"), join(node.dataDir, "dropbox.lock"), join(cluster.master.dataDir, "dropbox.lock"), join(cluster.master.dataDir, "metadata.db")]) {
+        expect(await modeOf(file)).toBe(0o600);
+      }
+    });
+  });
+
+  test.skipIf(process.getuid?.() !== 0)("a data dir owned by another user is refused with exit 2 (run as root only: it needs chown)", async () => {
+    await withTempDir(async (dir) => {
+      const foreign = join(dir, "foreign");
+      await mkdir(foreign, { mode: 0o700 });
+      await chown(foreign, 65534, 65534);
+      const result = await runRefused(["node", "--port", "0", "--master", "127.0.0.1:1", "--data-dir", foreign]);
+      expect(result.exitCode).toBe(2);
+      expect(result.stderr.trim().split("\n")).toHaveLength(1);
+      expect(result.stderr).toContain(foreign);
+      expect(result.stderr).toContain("owned by uid 65534");
+    });
+  });
+});
