@@ -8,6 +8,7 @@ import { closeSync, existsSync, openSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
+import { useToken } from "../src/rpc/auth";
 import { MasterApi } from "../src/rpc/client";
 
 export const ROOT = resolve(import.meta.dir, "..");
@@ -61,6 +62,7 @@ export class ServerProcess {
     readonly dataDir: string,
     readonly logPath: string,
     private readonly argsFor: (port: number) => string[],
+    private readonly env: Record<string, string> = {},
   ) {}
 
   /** Starts the process (on its previous port when restarting) and waits until it reports its port. */
@@ -69,7 +71,7 @@ export class ServerProcess {
     // The child writes straight into its log (append mode keeps earlier runs for the dump).
     const fd = openSync(this.logPath, "a");
     try {
-      this.proc = Bun.spawn([BIN, ...this.argsFor(this.port)], { stdout: fd, stderr: fd, stdin: "ignore" });
+      this.proc = Bun.spawn([BIN, ...this.argsFor(this.port)], { stdout: fd, stderr: fd, stdin: "ignore", env: { ...process.env, ...this.env } });
     } finally {
       closeSync(fd);
     }
@@ -109,6 +111,8 @@ export interface ClusterOptions {
   nodeArgs?: string[];
   /** Do not wait for the nodes to be alive (e.g. when a test expects them not to come up). */
   noWait?: boolean;
+  /** Environment for the servers and for `run` (e.g. DROPBOX_TOKEN); its token is also this process's. */
+  env?: Record<string, string>;
 }
 
 /** A master and its nodes in one temp dir. */
@@ -131,7 +135,7 @@ export class TestCluster {
       "--replication",
       String(options.replication ?? 2),
       ...(options.masterArgs ?? []),
-    ]);
+    ], options.env);
     this.api = () => {
       const api = new MasterApi(this.master.address);
       this.apis.push(api);
@@ -142,6 +146,8 @@ export class TestCluster {
   static async start(options: ClusterOptions = {}): Promise<TestCluster> {
     const dir = await mkdtemp(join(tmpdir(), "dropbox-test-"));
     const cluster = new TestCluster(dir, options);
+    // The harness's own calls (waiting for nodes, reading manifests) present the cluster's token.
+    useToken(options.env?.DROPBOX_TOKEN || undefined);
     try {
       await cluster.master.start();
       for (let i = 1; i <= (options.nodes ?? 3); i++) cluster.addNode();
@@ -171,7 +177,7 @@ export class TestCluster {
       `node${i}`,
       ...(this.options.nodeArgs ?? []),
       ...extraArgs,
-    ]);
+    ], this.options.env);
     this.nodes.push(node);
     return node;
   }
@@ -184,7 +190,7 @@ export class TestCluster {
 
   /** Runs the CLI against this cluster's master. */
   run(args: string[], options: { cwd?: string; stdin?: Uint8Array; env?: Record<string, string> } = {}): Promise<RunResult> {
-    return runCli(args, { ...options, env: { DROPBOX_MASTER: this.master.address, ...options.env } });
+    return runCli(args, { ...options, env: { DROPBOX_MASTER: this.master.address, ...this.options.env, ...options.env } });
   }
 
   /** Every chunk file on a node's disk: id -> size. */
@@ -204,6 +210,7 @@ export class TestCluster {
   }
 
   async stop() {
+    useToken(undefined);
     for (const api of this.apis) api.close();
     await Promise.all([...this.nodes, this.master].map((p) => p.kill("SIGKILL")));
     await rm(this.dir, { recursive: true, force: true });

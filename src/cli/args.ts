@@ -1,4 +1,5 @@
 /** Reading flag values as typed, not as the option parser guessed them. */
+import { readFileSync } from "node:fs";
 import { invalidArgument } from "../core/errors";
 import { DEFAULT_MASTER_ADDRESS } from "../core/limits";
 import { parseHostPort } from "../core/address";
@@ -34,4 +35,33 @@ export function masterAddress(argv: string[], parsed: unknown): string {
   const address = stringFlag(argv, "master", parsed) ?? process.env.DROPBOX_MASTER ?? localClusterMaster(process.cwd()) ?? DEFAULT_MASTER_ADDRESS;
   parseHostPort(address, "--master");
   return address;
+}
+
+/** Environment variable holding the cluster token (how `cluster up` hands it to its children). */
+export const TOKEN_ENV = "DROPBOX_TOKEN";
+/** Environment variable holding the master's read-only token. */
+export const READ_TOKEN_ENV = "DROPBOX_READ_TOKEN";
+
+/** A token from a flag, a file or the environment (in that order); a file's surrounding whitespace is dropped. */
+export function tokenFrom(argv: string[], flag: string, parsed: unknown, fileFlag: string | null, fileParsed: unknown, env: string): string | undefined {
+  const direct = stringFlag(argv, flag, parsed);
+  if (direct !== undefined) return checkToken(direct, `--${flag}`);
+  const file = fileFlag ? stringFlag(argv, fileFlag, fileParsed) : undefined;
+  if (file !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch (err) {
+      throw invalidArgument(`--${fileFlag} ${file}: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message}`);
+    }
+    return checkToken(text.trim(), `--${fileFlag}`);
+  }
+  const fromEnv = process.env[env];
+  return fromEnv ? checkToken(fromEnv, `$${env}`) : undefined;
+}
+
+function checkToken(token: string, source: string): string {
+  // Printable ASCII only: it travels as a gRPC metadata value.
+  if (token.length < 16 || token.length > 4096 || !/^[\x21-\x7e]+$/.test(token)) throw invalidArgument(`${source}: a token is 16 to 4096 printable ASCII characters without spaces`);
+  return token;
 }

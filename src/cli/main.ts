@@ -36,6 +36,7 @@ function buildCli(argv: string[], setResult: (p: Promise<number>) => void) {
     .option("--gc-grace <ms>", "how long unreferenced chunks are kept before deletion (default: 600000)")
     .option("--repair-interval <ms>", "how often to look for chunks to repair, trim or collect (default: 1000)")
     .option("--min-free <size>", "nodes with less free space get no new chunks (default: 256MiB)")
+    .option("--read-token <token>", "a second token that may only list, download and read status (default: $DROPBOX_READ_TOKEN)")
     .example("dropbox master --port 9000 --data-dir /tmp/m")
     .action((flags) => run(async () => (await import("./master")).masterCommand(flags, argv)));
 
@@ -143,6 +144,9 @@ function buildCli(argv: string[], setResult: (p: Promise<number>) => void) {
 
   registerClusterCommands(cli, run, argv);
 
+  cli.option("--token <token>", "cluster token (default: $DROPBOX_TOKEN, else the token of a 'cluster up' in this directory); $DROPBOX_TOKEN and --token-file keep it out of 'ps'");
+  cli.option("--token-file <path>", "read the cluster token from this file");
+
   cli.help((sections) => [...sections, { title: "Exit codes", body: EXIT_CODES_HELP }]);
   cli.version(VERSION);
   return cli;
@@ -193,6 +197,9 @@ export async function main(argv: string[]): Promise<number> {
       }
       throw Object.assign(new Error(`unknown command '${args[0]}'`), { name: "CACError" });
     }
+    // One identity per process: the token every call of this command presents.
+    const [{ useToken }, { tokenFrom, TOKEN_ENV }, { localClusterToken }] = await Promise.all([import("../rpc/auth"), import("./args"), import("../cluster/token")]);
+    useToken(tokenFrom(args, "token", cli.options.token, "token-file", cli.options.tokenFile, TOKEN_ENV) ?? localClusterToken(process.cwd()));
     cli.runMatchedCommand();
     return await (result ?? Promise.resolve(EXIT.OK));
   } catch (err) {

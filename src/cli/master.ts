@@ -1,5 +1,6 @@
 /** `dropbox master`: run the metadata server. */
-import { intFlag, stringFlag } from "./args";
+import { intFlag, READ_TOKEN_ENV, stringFlag, TOKEN_ENV, tokenFrom } from "./args";
+import { invalidArgument } from "../core/errors";
 import { parsePort } from "../core/address";
 import { DEFAULT_GC_GRACE_MS, DEFAULT_NODE_TIMEOUT_MS, DEFAULT_REPAIR_INTERVAL_MS, DEFAULT_REPLICATION, MAX_REPLICATION, MIN_FREE_BYTES_FOR_PLACEMENT, MIN_REPLICATION } from "../core/limits";
 import { parseSize } from "../core/size";
@@ -16,10 +17,19 @@ export interface MasterFlags {
   gcGrace?: unknown;
   repairInterval?: unknown;
   minFree?: unknown;
+  token?: unknown;
+  tokenFile?: unknown;
+  readToken?: unknown;
 }
 
 export async function masterCommand(flags: MasterFlags, argv: string[]): Promise<number> {
+  const token = tokenFrom(argv, "token", flags.token, "token-file", flags.tokenFile, TOKEN_ENV);
+  const readToken = tokenFrom(argv, "read-token", flags.readToken, null, undefined, READ_TOKEN_ENV);
+  if (readToken !== undefined && token === undefined) throw invalidArgument("--read-token needs a cluster token (--token, --token-file or $DROPBOX_TOKEN)");
+  if (readToken !== undefined && readToken === token) throw invalidArgument("the read-only token must differ from the cluster token");
   const master = await runMaster({
+    token,
+    readToken,
     host: stringFlag(argv, "host", flags.host) ?? "127.0.0.1",
     port: parsePort(flags.port ?? 9000, "--port"),
     dataDir: stringFlag(argv, "data-dir", flags.dataDir) ?? "./.dropbox/master",

@@ -1,5 +1,5 @@
 /** `dropbox node`: run a storage node. */
-import { intFlag, masterAddress, stringFlag } from "./args";
+import { intFlag, masterAddress, stringFlag, TOKEN_ENV, tokenFrom } from "./args";
 import { parsePort } from "../core/address";
 import { invalidArgument } from "../core/errors";
 import { DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_SCRUB_RATE_MIB_PER_S } from "../core/limits";
@@ -18,12 +18,15 @@ export interface NodeFlags {
   heartbeatInterval?: unknown;
   scrubRate?: unknown;
   capacity?: unknown;
+  token?: unknown;
+  tokenFile?: unknown;
 }
 
 export async function nodeCommand(flags: NodeFlags, argv: string[]): Promise<number> {
   const dataDir = stringFlag(argv, "data-dir", flags.dataDir);
   if (!dataDir) throw invalidArgument("node needs --data-dir DIR");
   const node = await runNode({
+    token: tokenFrom(argv, "token", flags.token, "token-file", flags.tokenFile, TOKEN_ENV),
     host: stringFlag(argv, "host", flags.host) ?? "127.0.0.1",
     port: parsePort(flags.port ?? 9001, "--port"),
     master: masterAddress(argv, flags.master),

@@ -1,4 +1,5 @@
 /** `dropbox cluster restart [NAME]`: restart one process, or all, under the running supervisor. */
+import { adoptClusterToken } from "./token";
 import { writeFileSync } from "node:fs";
 import { EXIT } from "../cli/exit-codes";
 import { invalidArgument, unavailable } from "../core/errors";
@@ -11,6 +12,7 @@ import { RESTART_REQUEST_SIGNAL, restartRequestPath } from "./supervise";
 /** Asks the supervisor to restart, then waits until every restarted process is healthy again. */
 export async function restartCommand(name: string | undefined, flags: ClusterFlags, argv: string[]): Promise<number> {
   const dataDir = dataDirFrom(flags, argv);
+  adoptClusterToken(dataDir);
   const doc = readState(dataDir);
   if (!doc || !supervisorAlive(doc)) throw unavailable(`no cluster running in ${dataDir}: start one with 'dropbox cluster up'`);
   const targets = name === undefined ? doc.children : doc.children.filter((c) => c.name === name);

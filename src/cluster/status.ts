@@ -4,6 +4,7 @@ import { EXIT } from "../cli/exit-codes";
 import { dataDirFrom, type ClusterFlags } from "./options";
 import { isAlive } from "./processes";
 import { ClusterProbe } from "./readiness";
+import { adoptClusterToken } from "./token";
 import { readState, supervisorAlive, type ChildRecord } from "./state";
 
 /** One row of the report. */
@@ -29,6 +30,7 @@ function formatUptime(ms: number): string {
  */
 export async function statusCommand(flags: ClusterFlags, argv: string[]): Promise<number> {
   const dataDir = dataDirFrom(flags, argv);
+  adoptClusterToken(dataDir);
   const doc = readState(dataDir);
   if (!doc) {
     report(flags, { running: false, stale: false, dataDir }, () => `no cluster running in ${dataDir}`);

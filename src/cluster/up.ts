@@ -1,5 +1,8 @@
 /** `dropbox cluster up`: start a supervised cluster and return once it is ready (or stay attached with --foreground). */
 import { mkdir } from "node:fs/promises";
+import { TOKEN_ENV } from "../cli/args";
+import { useToken } from "../rpc/auth";
+import { ensureClusterToken } from "./token";
 import { unavailable } from "../core/errors";
 import { makeLog } from "../core/log";
 import { EXIT } from "../cli/exit-codes";
@@ -32,6 +35,11 @@ export async function upCommand(flags: ClusterFlags, argv: string[]): Promise<nu
   if (existing) await clearStale(existing, say);
   await checkPorts(config);
   await mkdir(logsDir(config.dataDir), { recursive: true });
+  // Security on by default: the cluster's token reaches the supervisor and the children through
+  // the environment they inherit (never argv), and clients in this directory read the file.
+  const token = await ensureClusterToken(config.dataDir);
+  process.env[TOKEN_ENV] = token;
+  useToken(token);
   const startedAtMs = Date.now();
   const ok = flags.foreground ? await runForeground(config, flags, startedAtMs) : await runDetached(config, flags, startedAtMs);
   return ok;

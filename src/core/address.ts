@@ -35,3 +35,8 @@ const HOST_PATTERN = /^[A-Za-z0-9._:-]{1,255}$/;
 export function isHostName(host: unknown): host is string {
   return typeof host === "string" && HOST_PATTERN.test(host);
 }
+
+/** True for loopback hosts, where running without a token exposes nothing beyond this machine. */
+export function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\./.test(host);
+}

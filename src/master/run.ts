@@ -1,7 +1,8 @@
 /** The master role: metadata in SQLite under the data dir, served over gRPC. */
 import { mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { formatHostPort } from "../core/address";
+import { formatHostPort, isLoopback } from "../core/address";
+import { tokenDigest } from "../rpc/auth";
 import { assertOwnDir, lockDataDir, type DirLock } from "../core/dir-lock";
 import { makeLog, type Log } from "../core/log";
 import { MasterServiceClient } from "../rpc/proto";
@@ -23,6 +24,10 @@ export interface MasterOptions {
   gcGraceMs: number;
   repairIntervalMs: number;
   minFreeBytes: number;
+  /** The cluster token; without one every RPC is open (loopback use). */
+  token?: string;
+  /** A token that may only read. */
+  readToken?: string;
 }
 
 /** A running master. */
@@ -53,7 +58,8 @@ async function startMaster(options: MasterOptions, log: Log, lock: DirLock): Pro
   const registry = new NodeRegistry(metadata, options.nodeTimeoutMs);
   const pool = new StoragePool();
   const repairer = new Repairer({ metadata, registry, pool, replication: options.replication, gcGraceMs: options.gcGraceMs, intervalMs: options.repairIntervalMs, minFreeBytes: options.minFreeBytes, log });
-  const implementation = masterService({ metadata, registry, repairer, replication: options.replication, minFreeBytes: options.minFreeBytes, startedAtMs: Date.now(), log });
+  const auth = options.token ? { tokenDigest: tokenDigest(options.token), readTokenDigest: options.readToken ? tokenDigest(options.readToken) : undefined } : undefined;
+  const implementation = masterService({ metadata, registry, repairer, replication: options.replication, minFreeBytes: options.minFreeBytes, startedAtMs: Date.now(), log, readTokenDigest: auth?.readTokenDigest });
   const server = await startServer(
     options.host,
     options.port,
@@ -62,7 +68,9 @@ async function startMaster(options: MasterOptions, log: Log, lock: DirLock): Pro
       processStatsService("master", "master", log, () => ({ dataDir: resolve(options.dataDir) })),
     ],
     log,
+    auth,
   );
+  if (!auth && !isLoopback(options.host)) log(`warning: listening on ${options.host} without a token: anyone who can reach this port can read, write and delete; set --token-file or $DROPBOX_TOKEN`);
   repairer.start();
   log(`listening on ${formatHostPort(options.host, server.port)}, replication ${options.replication}, data in ${options.dataDir}`);
   return {

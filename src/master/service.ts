@@ -24,6 +24,8 @@ export interface MasterContext {
   minFreeBytes: number;
   startedAtMs: number;
   log: Log;
+  /** Handed to registering nodes (who hold the full token), so they accept read-only clients' reads. */
+  readTokenDigest?: Buffer;
 }
 
 const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -100,7 +102,7 @@ export function masterService(ctx: MasterContext): grpc.UntypedServiceImplementa
       registry.register(id, r.host, r.port, r, Date.now());
       log(`node ${id} registered at ${r.host}:${r.port}`);
       repairer.onNodeRegistered(id);
-      return { status: "OK", heartbeatIntervalMs: 0 };
+      return { status: "OK", heartbeatIntervalMs: 0, readTokenSha256: ctx.readTokenDigest ?? Buffer.alloc(0) };
     }, log),
 
     Heartbeat: unary<m.HeartbeatRequest, m.HeartbeatResponse>((r) => {

@@ -3,7 +3,8 @@ import { hostname } from "node:os";
 import { readFile, writeFile, mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
-import { formatHostPort, parseHostPort } from "../core/address";
+import { formatHostPort, isLoopback, parseHostPort } from "../core/address";
+import { type AuthPolicy, tokenDigest } from "../rpc/auth";
 import { assertOwnDir, lockDataDir, type DirLock } from "../core/dir-lock";
 import { errorMessage, invalidArgument } from "../core/errors";
 import { makeLog } from "../core/log";
@@ -31,6 +32,8 @@ export interface NodeOptions {
   scrubRateMiBps: number;
   /** Bytes this node may hold (0: the whole disk). */
   capacityBytes: number;
+  /** The cluster token; without one every RPC is open (loopback use). */
+  token?: string;
 }
 
 /** A running node. */
@@ -81,6 +84,8 @@ async function startNode(options: NodeOptions, lock: DirLock): Promise<RunningNo
   const store = await ChunkStore.open(options.dataDir, log, (id) => lost.add(id), options.capacityBytes);
   const peers = new StoragePool();
   const dataDir = resolve(options.dataDir);
+  // Mutable: the master tells us its read-only token's digest when we register.
+  const auth: AuthPolicy | undefined = options.token ? { tokenDigest: tokenDigest(options.token) } : undefined;
   const server = await startServer(
     options.host,
     options.port,
@@ -89,7 +94,9 @@ async function startNode(options: NodeOptions, lock: DirLock): Promise<RunningNo
       processStatsService("node", nodeId, log, async () => ({ ...(await store.usage()), dataDir })),
     ],
     log,
+    auth,
   );
+  if (!auth && !isLoopback(options.host)) log(`warning: listening on ${options.host} without a token: anyone who can reach this port can read and write chunks; set --token-file or $DROPBOX_TOKEN`);
   const stopScrubber = options.scrubRateMiBps > 0 ? startScrubber(store, options.scrubRateMiBps, log) : () => {};
 
   const wildcard = options.host === "0.0.0.0" || options.host === "::";
@@ -104,7 +111,8 @@ async function startNode(options: NodeOptions, lock: DirLock): Promise<RunningNo
 
   const register = async () => {
     const usage = await store.usage();
-    await master.registerNode({ nodeId, host: advertised.host, port: advertised.port, version: VERSION, ...usage }, REGISTER_RETRY_INTERVAL_MS * 4);
+    const response = await master.registerNode({ nodeId, host: advertised.host, port: advertised.port, version: VERSION, ...usage }, REGISTER_RETRY_INTERVAL_MS * 4);
+    if (auth) auth.readTokenDigest = response.readTokenSha256?.length === 32 ? response.readTokenSha256 : undefined;
     registered = true;
     log(`registered with master ${options.master}`);
   };

@@ -4,6 +4,7 @@ import { FLOW_CONTROL_WINDOW_BYTES, MAX_MESSAGE_BYTES, METADATA_RPC_TIMEOUT_MS }
 import { HealthClient, MasterServiceClient, ProcessServiceClient, StorageServiceClient } from "./proto";
 import { passThroughPreEncoded, type PreEncodedPutChunk } from "./put-chunk-message";
 import type * as m from "./messages";
+import { callMetadata } from "./auth";
 import { fromServiceError } from "./status";
 
 /** Channel options: whole chunks in both directions, and a wide flow-control window for throughput. */
@@ -20,7 +21,7 @@ type AnyClient = grpc.Client & Record<string, Function>;
 /** Calls a unary method with a deadline; failures become typed errors naming `address`. */
 function callUnary<Req, Res>(client: AnyClient, method: string, request: Req, address: string, timeoutMs: number): Promise<Res> {
   return new Promise<Res>((resolve, reject) => {
-    client[method]!(request, { deadline: Date.now() + timeoutMs }, (err: grpc.ServiceError | null, response: Res) => {
+    client[method]!(request, callMetadata(), { deadline: Date.now() + timeoutMs }, (err: grpc.ServiceError | null, response: Res) => {
       if (err) reject(fromServiceError(err, address));
       else resolve(response);
     });

@@ -32,6 +32,7 @@ export interface RegisterRequest extends NodeUsage {
 export interface RegisterResponse {
   status: string;
   heartbeatIntervalMs: number;
+  readTokenSha256?: Buffer;
 }
 export interface HeartbeatRequest extends NodeUsage {
   nodeId: string;

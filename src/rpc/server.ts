@@ -4,6 +4,7 @@ import { formatHostPort } from "../core/address";
 import { DropboxError, invalidArgument } from "../core/errors";
 import { MAX_MESSAGE_BYTES } from "../core/limits";
 import { HealthClient } from "./proto";
+import { type AuthPolicy, guard } from "./auth";
 import { toServiceError } from "./status";
 
 /** Server options: accept whole chunks, and keep idle peers' connections cheap. */
@@ -143,9 +144,13 @@ export interface RpcServer {
 }
 
 /** Binds a server with the given services plus health, on host:port. A busy port is a clear error. */
-export async function startServer(host: string, port: number, services: ServiceBinding[], log: (line: string) => void): Promise<RpcServer> {
+export async function startServer(host: string, port: number, services: ServiceBinding[], log: (line: string) => void, auth?: AuthPolicy): Promise<RpcServer> {
   const server = new grpc.Server(SERVER_OPTIONS);
-  for (const service of services) server.addService(tolerant(service.definition), service.implementation);
+  for (const service of services) {
+    // The health service stays open: supervisors and load balancers probe it without credentials.
+    const implementation = auth ? guard(service.definition, service.implementation, auth) : service.implementation;
+    server.addService(tolerant(service.definition), implementation);
+  }
   const health = new HealthService(new Set(services.map((s) => s.name)));
   server.addService(tolerant(HealthClient.service), health.implementation);
 

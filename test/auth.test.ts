@@ -1,0 +1,149 @@
+/** Only holders of the cluster token get in; a read-only token only reads; the token never shows. */
+import { describe, expect, test } from "bun:test";
+import * as grpc from "@grpc/grpc-js";
+import { readFile, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { chunkIdOf } from "../src/core/chunk-id";
+import { MasterServiceClient, ProcessServiceClient, StorageServiceClient } from "../src/rpc/proto";
+import { TOKEN_METADATA_KEY } from "../src/rpc/auth";
+import { checkHealth } from "../src/rpc/client";
+import { randomBytes, runCli, sha256File, waitFor, withCluster, withTempDir } from "./harness";
+
+const TOKEN = "cluster-token-0123456789abcdef";
+const READ_TOKEN = "read-only-token-0123456789abcdef";
+
+/** Calls `method` on a raw client with an empty request and the given token (or none); resolves with the status code. */
+function statusOf(ctor: grpc.ServiceClientConstructor, address: string, method: string, token: string | undefined): Promise<number> {
+  const client = new ctor(address, grpc.credentials.createInsecure()) as unknown as grpc.Client & Record<string, Function>;
+  const metadata = new grpc.Metadata();
+  if (token !== undefined) metadata.set(TOKEN_METADATA_KEY, token);
+  return new Promise<number>((resolve) => {
+    const definition = ctor.service[method]!;
+    if (definition.responseStream) {
+      const stream = client[method]!({}, metadata, { deadline: Date.now() + 5000 });
+      stream.on("error", (err: grpc.ServiceError) => resolve(err.code));
+      stream.on("data", () => {});
+      stream.on("end", () => resolve(0));
+      return;
+    }
+    client[method]!({}, metadata, { deadline: Date.now() + 5000 }, (err: grpc.ServiceError | null) => resolve(err ? err.code : 0));
+  }).finally(() => client.close());
+}
+
+const SECURED = { masterArgs: ["--token", TOKEN, "--read-token", READ_TOKEN], nodeArgs: ["--token", TOKEN] };
+
+describe("tokens", () => {
+  test("every method of master and node refuses a missing or wrong token with UNAUTHENTICATED; health stays open", async () => {
+    await withCluster({ nodes: 1, replication: 1, ...SECURED, env: { DROPBOX_TOKEN: TOKEN } }, async (cluster) => {
+      const targets: [grpc.ServiceClientConstructor, string][] = [
+        [MasterServiceClient, cluster.master.address],
+        [ProcessServiceClient, cluster.master.address],
+        [StorageServiceClient, cluster.nodes[0]!.address],
+        [ProcessServiceClient, cluster.nodes[0]!.address],
+      ];
+      for (const [ctor, address] of targets) {
+        for (const method of Object.keys(ctor.service)) {
+          for (const token of [undefined, "wrong-token-0123456789abcdef", `${TOKEN}x`]) {
+            expect(`${method}:${await statusOf(ctor, address, method, token)}`).toBe(`${method}:${grpc.status.UNAUTHENTICATED}`);
+          }
+        }
+      }
+      expect(await checkHealth(cluster.master.address, 2000)).toBe(true);
+      expect(await checkHealth(cluster.nodes[0]!.address, 2000)).toBe(true);
+    });
+  });
+
+  test("the CLI with the token works; without it or with a wrong one it exits 8 with one line", async () => {
+    await withCluster({ nodes: 2, replication: 2, ...SECURED, env: { DROPBOX_TOKEN: TOKEN } }, async (cluster) => {
+      await withTempDir(async (dir) => {
+        await writeFile(join(dir, "f"), randomBytes(5 * 1024 * 1024));
+        const tokenFile = join(dir, "token");
+        await writeFile(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
+        expect((await cluster.run(["upload", join(dir, "f"), "--token-file", tokenFile], { env: { DROPBOX_TOKEN: "" } })).exitCode).toBe(0);
+        const none = await cluster.run(["list"], { env: { DROPBOX_TOKEN: "" } });
+        expect(none.exitCode).toBe(8);
+        expect(none.stderr).toMatch(/^error: .*missing or wrong token\n$/);
+        const wrong = await cluster.run(["list"], { env: { DROPBOX_TOKEN: "wrong-token-0123456789abcdef" } });
+        expect(wrong.exitCode).toBe(8);
+        expect(wrong.stderr).not.toContain(TOKEN);
+        const down = await cluster.run(["download", "f", join(dir, "g")]);
+        expect(down.exitCode).toBe(0);
+        expect(await sha256File(join(dir, "g"))).toBe(await sha256File(join(dir, "f")));
+      });
+    });
+  });
+
+  test("a read-only token lists and downloads but cannot upload, delete or PutChunk", async () => {
+    await withCluster({ nodes: 2, replication: 2, ...SECURED, env: { DROPBOX_TOKEN: TOKEN } }, async (cluster) => {
+      await withTempDir(async (dir) => {
+        await writeFile(join(dir, "f"), randomBytes(3 * 1024 * 1024));
+        expect((await cluster.run(["upload", join(dir, "f")])).exitCode).toBe(0);
+        const ro = { env: { DROPBOX_TOKEN: READ_TOKEN } };
+        expect(JSON.parse((await cluster.run(["list", "--json"], ro)).stdout).files).toHaveLength(1);
+        const down = await cluster.run(["download", "f", join(dir, "g")], ro);
+        expect(down.stderr).toBe("");
+        expect(down.exitCode).toBe(0);
+        expect(await sha256File(join(dir, "g"))).toBe(await sha256File(join(dir, "f")));
+        const up = await cluster.run(["upload", join(dir, "f"), "--as", "other"], ro);
+        expect(up.exitCode).toBe(8);
+        expect(up.stderr).toContain("read-only");
+        expect((await cluster.run(["delete", "f"], ro)).exitCode).toBe(8);
+        // Straight to a node: no writes with the read-only token.
+        const data = Buffer.from("sneaky chunk");
+        const client = new StorageServiceClient(cluster.nodes[0]!.address, grpc.credentials.createInsecure()) as unknown as grpc.Client & Record<string, Function>;
+        const metadata = new grpc.Metadata();
+        metadata.set(TOKEN_METADATA_KEY, READ_TOKEN);
+        const code = await new Promise<number>((resolve) => client.PutChunk!({ chunkId: chunkIdOf(data), data }, metadata, (err: grpc.ServiceError | null) => resolve(err ? err.code : 0)));
+        client.close();
+        expect(code).toBe(grpc.status.PERMISSION_DENIED);
+        expect(JSON.parse((await cluster.run(["list", "--json"])).stdout).files.map((f: { name: string }) => f.name)).toEqual(["f"]);
+      });
+    });
+  });
+
+  test("cluster up generates a 0600 token, children get it by environment (not in ps), and clients in the directory use it", async () => {
+    await withTempDir(async (dir) => {
+      const base = 20000 + Math.floor(Math.random() * 20000);
+      const up = await runCli(["cluster", "up", "--base-port", String(base), "--nodes", "2", "--quiet"], { cwd: dir });
+      try {
+        expect(up.stderr).toBe("");
+        expect(up.exitCode).toBe(0);
+        const tokenPath = join(dir, ".dropbox", "token");
+        expect((await stat(tokenPath)).mode & 0o777).toBe(0o600);
+        const token = (await readFile(tokenPath, "utf8")).trim();
+        expect(token).toMatch(/^[0-9a-f]{64}$/);
+        const status = JSON.parse((await runCli(["cluster", "status", "--json"], { cwd: dir })).stdout);
+        for (const child of status.children as { pid: number }[]) {
+          const cmdline = await readFile(`/proc/${child.pid}/cmdline`, "utf8");
+          expect(cmdline).not.toContain(token);
+          const environ = await readFile(`/proc/${child.pid}/environ`, "utf8");
+          expect(environ).toContain(`DROPBOX_TOKEN=${token}`);
+        }
+        await writeFile(join(dir, "f"), "hello secured cluster");
+        expect((await runCli(["upload", "f"], { cwd: dir, env: { DROPBOX_TOKEN: "" } })).exitCode).toBe(0);
+        const list = await runCli(["list", "--json"], { cwd: dir, env: { DROPBOX_TOKEN: "" } });
+        expect(list.stdout).not.toContain(token);
+        expect(JSON.parse(list.stdout).files).toHaveLength(1);
+        // From another directory, with no token, the same master refuses.
+        const outside = await runCli(["list", "--master", `127.0.0.1:${base}`], { env: { DROPBOX_TOKEN: "" } });
+        expect(outside.exitCode).toBe(8);
+        for (const log of ["master", "node1", "node2", "supervisor"]) {
+          const text = await readFile(join(dir, ".dropbox", "logs", `${log}.log`), "utf8").catch(() => "");
+          expect(text).not.toContain(token);
+        }
+      } finally {
+        await runCli(["cluster", "down", "--quiet"], { cwd: dir });
+      }
+      await waitFor("the cluster to be down", async () => (await runCli(["cluster", "status", "--json"], { cwd: dir })).stdout.includes('"running":false'));
+    });
+  });
+
+  test("a bad token value is a usage error, and --read-token alone is refused", async () => {
+    const short = await runCli(["list", "--token", "short", "--master", "127.0.0.1:1"]);
+    expect(short.exitCode).toBe(2);
+    expect(short.stderr).toMatch(/^error: --token: a token is 16 to 4096 printable ASCII characters/);
+    const lonely = await runCli(["master", "--port", "0", "--data-dir", "/tmp/never-created-dbx", "--read-token", READ_TOKEN], { env: { DROPBOX_TOKEN: "" } });
+    expect(lonely.exitCode).toBe(2);
+    expect(lonely.stderr).toContain("--read-token needs a cluster token");
+  });
+});
