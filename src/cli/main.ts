@@ -37,6 +37,9 @@ function buildCli(argv: string[], setResult: (p: Promise<number>) => void) {
     .option("--repair-interval <ms>", "how often to look for chunks to repair, trim or collect (default: 1000)")
     .option("--min-free <size>", "nodes with less free space get no new chunks (default: 256MiB)")
     .option("--read-token <token>", "a second token that may only list, download and read status (default: $DROPBOX_READ_TOKEN)")
+    .option("--tls-cert <pem>", "serve over TLS with this certificate")
+    .option("--tls-key <pem>", "key of --tls-cert")
+    .option("--tls-client-ca <pem>", "require client certificates signed by this CA (mutual TLS)")
     .example("dropbox master --port 9000 --data-dir /tmp/m")
     .action((flags) => run(async () => (await import("./master")).masterCommand(flags, argv)));
 
@@ -51,6 +54,9 @@ function buildCli(argv: string[], setResult: (p: Promise<number>) => void) {
     .option("--heartbeat-interval <ms>", "how often to report to the master (default: 1000)")
     .option("--scrub-rate <MiBps>", "MiB/s at which stored chunks are re-verified in the background, 0 to disable (default: 8)")
     .option("--capacity <size>", "most bytes this node stores, e.g. 100GiB (default: the whole disk)")
+    .option("--tls-cert <pem>", "serve over TLS with this certificate")
+    .option("--tls-key <pem>", "key of --tls-cert")
+    .option("--tls-client-ca <pem>", "require client certificates signed by this CA (mutual TLS)")
     .example("dropbox node --port 9001 --master 127.0.0.1:9000 --data-dir /tmp/n1")
     .action((flags) => run(async () => (await import("./node")).nodeCommand(flags, argv)));
 
@@ -146,6 +152,10 @@ function buildCli(argv: string[], setResult: (p: Promise<number>) => void) {
 
   cli.option("--token <token>", "cluster token (default: $DROPBOX_TOKEN, else the token of a 'cluster up' in this directory); $DROPBOX_TOKEN and --token-file keep it out of 'ps'");
   cli.option("--token-file <path>", "read the cluster token from this file");
+  cli.option("--tls-ca <pem>", "dial servers over TLS, verifying them against this CA");
+  cli.option("--tls-client-cert <pem>", "client certificate for servers that require one (mutual TLS)");
+  cli.option("--tls-client-key <pem>", "key of --tls-client-cert");
+  cli.option("--tls-server-name <name>", "name to verify in server certificates (needed when dialling IP addresses)");
 
   cli.help((sections) => [...sections, { title: "Exit codes", body: EXIT_CODES_HELP }]);
   cli.version(VERSION);
@@ -198,8 +208,15 @@ export async function main(argv: string[]): Promise<number> {
       throw Object.assign(new Error(`unknown command '${args[0]}'`), { name: "CACError" });
     }
     // One identity per process: the token every call of this command presents.
-    const [{ useToken }, { tokenFrom, TOKEN_ENV }, { localClusterToken }] = await Promise.all([import("../rpc/auth"), import("./args"), import("../cluster/token")]);
+    const [{ useToken }, { tokenFrom, TOKEN_ENV }, { localClusterToken }, { useTlsClient }, { tlsClientFrom }] = await Promise.all([
+      import("../rpc/auth"),
+      import("./args"),
+      import("../cluster/token"),
+      import("../rpc/tls"),
+      import("./tls-flags"),
+    ]);
     useToken(tokenFrom(args, "token", cli.options.token, "token-file", cli.options.tokenFile, TOKEN_ENV) ?? localClusterToken(process.cwd()));
+    useTlsClient(tlsClientFrom(args, cli.options));
     cli.runMatchedCommand();
     return await (result ?? Promise.resolve(EXIT.OK));
   } catch (err) {

@@ -6,9 +6,11 @@ import { DEFAULT_GC_GRACE_MS, DEFAULT_NODE_TIMEOUT_MS, DEFAULT_REPAIR_INTERVAL_M
 import { parseSize } from "../core/size";
 import { runMaster } from "../master/run";
 import { untilStopped } from "./signals";
+import { tlsClientFrom, tlsServerFrom, type TlsFlags } from "./tls-flags";
+import { useTlsClient } from "../rpc/tls";
 import { makeLog } from "../core/log";
 
-export interface MasterFlags {
+export interface MasterFlags extends TlsFlags {
   host?: string;
   port?: unknown;
   dataDir?: unknown;
@@ -27,7 +29,12 @@ export async function masterCommand(flags: MasterFlags, argv: string[]): Promise
   const readToken = tokenFrom(argv, "read-token", flags.readToken, null, undefined, READ_TOKEN_ENV);
   if (readToken !== undefined && token === undefined) throw invalidArgument("--read-token needs a cluster token (--token, --token-file or $DROPBOX_TOKEN)");
   if (readToken !== undefined && readToken === token) throw invalidArgument("the read-only token must differ from the cluster token");
+  const tls = tlsServerFrom(argv, flags);
+  // Inside the cluster the server's own certificate doubles as its client certificate (mutual TLS).
+  const dialing = tlsClientFrom(argv, flags);
+  if (tls && dialing && !dialing.clientCert) useTlsClient({ ...dialing, clientCert: tls.cert, clientKey: tls.key });
   const master = await runMaster({
+    tls,
     token,
     readToken,
     host: stringFlag(argv, "host", flags.host) ?? "127.0.0.1",

@@ -6,9 +6,11 @@ import { DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_SCRUB_RATE_MIB_PER_S } from "../
 import { parseSize } from "../core/size";
 import { runNode } from "../node/run";
 import { untilStopped } from "./signals";
+import { tlsClientFrom, tlsServerFrom, type TlsFlags } from "./tls-flags";
+import { useTlsClient } from "../rpc/tls";
 import { makeLog } from "../core/log";
 
-export interface NodeFlags {
+export interface NodeFlags extends TlsFlags {
   host?: string;
   port?: unknown;
   master?: unknown;
@@ -25,7 +27,12 @@ export interface NodeFlags {
 export async function nodeCommand(flags: NodeFlags, argv: string[]): Promise<number> {
   const dataDir = stringFlag(argv, "data-dir", flags.dataDir);
   if (!dataDir) throw invalidArgument("node needs --data-dir DIR");
+  const tls = tlsServerFrom(argv, flags);
+  // Inside the cluster the server's own certificate doubles as its client certificate (mutual TLS).
+  const dialing = tlsClientFrom(argv, flags);
+  if (tls && dialing && !dialing.clientCert) useTlsClient({ ...dialing, clientCert: tls.cert, clientKey: tls.key });
   const node = await runNode({
+    tls,
     token: tokenFrom(argv, "token", flags.token, "token-file", flags.tokenFile, TOKEN_ENV),
     host: stringFlag(argv, "host", flags.host) ?? "127.0.0.1",
     port: parsePort(flags.port ?? 9001, "--port"),

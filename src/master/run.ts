@@ -1,6 +1,7 @@
 /** The master role: metadata in SQLite under the data dir, served over gRPC. */
 import { mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
+import type { TlsServerConfig } from "../rpc/tls";
 import { formatHostPort, isLoopback } from "../core/address";
 import { tokenDigest } from "../rpc/auth";
 import { assertOwnDir, lockDataDir, type DirLock } from "../core/dir-lock";
@@ -26,6 +27,8 @@ export interface MasterOptions {
   minFreeBytes: number;
   /** The cluster token; without one every RPC is open (loopback use). */
   token?: string;
+  /** Serve over TLS. */
+  tls?: TlsServerConfig;
   /** A token that may only read. */
   readToken?: string;
 }
@@ -69,6 +72,7 @@ async function startMaster(options: MasterOptions, log: Log, lock: DirLock): Pro
     ],
     log,
     auth,
+    options.tls,
   );
   if (!auth && !isLoopback(options.host)) log(`warning: listening on ${options.host} without a token: anyone who can reach this port can read, write and delete; set --token-file or $DROPBOX_TOKEN`);
   repairer.start();

@@ -3,6 +3,7 @@ import { hostname } from "node:os";
 import { readFile, writeFile, mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
+import type { TlsServerConfig } from "../rpc/tls";
 import { formatHostPort, isLoopback, parseHostPort } from "../core/address";
 import { type AuthPolicy, tokenDigest } from "../rpc/auth";
 import { assertOwnDir, lockDataDir, type DirLock } from "../core/dir-lock";
@@ -34,6 +35,8 @@ export interface NodeOptions {
   capacityBytes: number;
   /** The cluster token; without one every RPC is open (loopback use). */
   token?: string;
+  /** Serve over TLS. */
+  tls?: TlsServerConfig;
 }
 
 /** A running node. */
@@ -95,6 +98,7 @@ async function startNode(options: NodeOptions, lock: DirLock): Promise<RunningNo
     ],
     log,
     auth,
+    options.tls,
   );
   if (!auth && !isLoopback(options.host)) log(`warning: listening on ${options.host} without a token: anyone who can reach this port can read and write chunks; set --token-file or $DROPBOX_TOKEN`);
   const stopScrubber = options.scrubRateMiBps > 0 ? startScrubber(store, options.scrubRateMiBps, log) : () => {};

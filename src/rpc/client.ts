@@ -5,6 +5,7 @@ import { HealthClient, MasterServiceClient, ProcessServiceClient, StorageService
 import { passThroughPreEncoded, type PreEncodedPutChunk } from "./put-chunk-message";
 import type * as m from "./messages";
 import { callMetadata } from "./auth";
+import { channelCredentials, tlsChannelOptions } from "./tls";
 import { fromServiceError } from "./status";
 
 /** Channel options: whole chunks in both directions, and a wide flow-control window for throughput. */
@@ -15,6 +16,9 @@ const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   "grpc.initial_reconnect_backoff_ms": 100,
   "grpc.max_reconnect_backoff_ms": 1000,
 };
+
+/** Options for a new channel: the fixed ones plus what TLS needs. */
+const channelOptions = (): grpc.ChannelOptions => ({ ...CHANNEL_OPTIONS, ...tlsChannelOptions() });
 
 type AnyClient = grpc.Client & Record<string, Function>;
 
@@ -33,7 +37,7 @@ export class MasterApi {
   private readonly client: AnyClient;
 
   constructor(readonly address: string) {
-    this.client = new MasterServiceClient(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS) as unknown as AnyClient;
+    this.client = new MasterServiceClient(address, channelCredentials(), channelOptions()) as unknown as AnyClient;
   }
 
   private call<Req, Res>(method: string, request: Req, timeoutMs = METADATA_RPC_TIMEOUT_MS): Promise<Res> {
@@ -72,7 +76,7 @@ export class StorageApi {
   private readonly client: AnyClient;
 
   constructor(readonly address: string) {
-    this.client = new StorageServiceFastClient(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS) as unknown as AnyClient;
+    this.client = new StorageServiceFastClient(address, channelCredentials(), channelOptions()) as unknown as AnyClient;
   }
 
   private call<Req, Res>(method: string, request: Req, timeoutMs: number): Promise<Res> {
@@ -99,7 +103,7 @@ export class ProcessApi {
   private readonly client: AnyClient;
 
   constructor(readonly address: string) {
-    this.client = new ProcessServiceClient(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS) as unknown as AnyClient;
+    this.client = new ProcessServiceClient(address, channelCredentials(), channelOptions()) as unknown as AnyClient;
   }
 
   getStats = (timeoutMs: number) => callUnary<object, m.ProcessStats>(this.client, "GetStats", {}, this.address, timeoutMs);
@@ -144,7 +148,7 @@ export class StoragePool {
 
 /** Asks a server's standard health service whether it serves; false on any failure. */
 export function checkHealth(address: string, timeoutMs: number): Promise<boolean> {
-  const client = new HealthClient(address, grpc.credentials.createInsecure()) as unknown as AnyClient;
+  const client = new HealthClient(address, channelCredentials(), tlsChannelOptions()) as unknown as AnyClient;
   return callUnary<{ service: string }, { status: string }>(client, "Check", { service: "" }, address, timeoutMs)
     .then((r) => r.status === "SERVING")
     .catch(() => false)

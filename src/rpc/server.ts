@@ -5,6 +5,7 @@ import { DropboxError, invalidArgument } from "../core/errors";
 import { MAX_MESSAGE_BYTES } from "../core/limits";
 import { HealthClient } from "./proto";
 import { type AuthPolicy, guard } from "./auth";
+import { serverCredentials, type TlsServerConfig } from "./tls";
 import { toServiceError } from "./status";
 
 /** Server options: accept whole chunks, and keep idle peers' connections cheap. */
@@ -144,7 +145,7 @@ export interface RpcServer {
 }
 
 /** Binds a server with the given services plus health, on host:port. A busy port is a clear error. */
-export async function startServer(host: string, port: number, services: ServiceBinding[], log: (line: string) => void, auth?: AuthPolicy): Promise<RpcServer> {
+export async function startServer(host: string, port: number, services: ServiceBinding[], log: (line: string) => void, auth?: AuthPolicy, tls?: TlsServerConfig): Promise<RpcServer> {
   const server = new grpc.Server(SERVER_OPTIONS);
   for (const service of services) {
     // The health service stays open: supervisors and load balancers probe it without credentials.
@@ -156,7 +157,7 @@ export async function startServer(host: string, port: number, services: ServiceB
 
   const address = formatHostPort(host, port);
   const boundPort = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, bound) => {
+    server.bindAsync(address, serverCredentials(tls), (err, bound) => {
       if (err) {
         const inUse = /EADDRINUSE|address already in use/i.test(err.message);
         reject(new DropboxError("UNAVAILABLE", inUse ? `port ${port} on ${host} is already in use` : `cannot listen on ${address}: ${err.message}`));
