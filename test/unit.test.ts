@@ -124,7 +124,7 @@ describe("hand-encoded PutChunk messages", () => {
 
   test("a forward list appended after the payload decodes to the same nodes, and a shorter one replaces it", async () => {
     const { StorageServiceClient } = await import("../src/rpc/proto");
-    const { layoutPutChunk, putChunkMessageCapacity, setPutChunkId, withForwardTo } = await import("../src/rpc/put-chunk-message");
+    const { layoutPutChunk, putChunkMessageCapacity, setPutChunkId, withRouting } = await import("../src/rpc/put-chunk-message");
     const definition = StorageServiceClient.service as unknown as Record<string, { requestDeserialize(b: Buffer): { chunkId: string; data: Buffer; forwardTo: { host: string; port: number; nodeId: string }[] } }>;
     const encoded = layoutPutChunk(Buffer.alloc(putChunkMessageCapacity(300_000)), 300_000);
     encoded.data.fill(9);
@@ -133,12 +133,19 @@ describe("hand-encoded PutChunk messages", () => {
       { host: "10.0.0.7", port: 9002, nodeId: "node2" },
       { host: "storage-3.example.internal", port: 65535, nodeId: "n3" },
     ];
-    const decoded = definition.PutChunk!.requestDeserialize(withForwardTo(encoded, nodes));
+    const grant = { expiresAtMs: 1_795_000_000_123, mac: Buffer.alloc(32, 7) };
+    const forwardGrants = [{ expiresAtMs: 1_795_000_000_456, mac: Buffer.alloc(32, 8) }, { expiresAtMs: 5, mac: Buffer.alloc(32, 9) }];
+    const decoded = definition.PutChunk!.requestDeserialize(withRouting(encoded, grant, nodes, forwardGrants)) as unknown as { chunkId: string; data: Buffer; forwardTo: unknown[]; grant: { expiresAtMs: number; mac: Buffer }; forwardGrants: { expiresAtMs: number; mac: Buffer }[] };
     expect(decoded.forwardTo).toEqual(nodes);
     expect(chunkIdOf(decoded.data)).toBe(decoded.chunkId);
-    const shorter = definition.PutChunk!.requestDeserialize(withForwardTo(encoded, nodes.slice(1)));
+    expect(decoded.grant.expiresAtMs).toBe(grant.expiresAtMs);
+    expect(Buffer.compare(decoded.grant.mac, grant.mac)).toBe(0);
+    expect(decoded.forwardGrants.map((g) => g.expiresAtMs)).toEqual([1_795_000_000_456, 5]);
+    const shorter = definition.PutChunk!.requestDeserialize(withRouting(encoded, null, nodes.slice(1), [])) as unknown as { forwardTo: unknown[]; grant: unknown; forwardGrants: unknown[] };
     expect(shorter.forwardTo).toEqual(nodes.slice(1));
-    expect(definition.PutChunk!.requestDeserialize(withForwardTo(encoded, [])).forwardTo).toEqual([]);
+    expect(shorter.grant).toBeNull();
+    expect(shorter.forwardGrants).toEqual([]);
+    expect(definition.PutChunk!.requestDeserialize(withRouting(encoded, null, [], [])).forwardTo).toEqual([]);
   });
 });
 

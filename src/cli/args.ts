@@ -39,6 +39,8 @@ export function masterAddress(argv: string[], parsed: unknown): string {
 
 /** Environment variable holding the cluster token (how `cluster up` hands it to its children). */
 export const TOKEN_ENV = "DROPBOX_TOKEN";
+/** Environment variable holding the secret master and nodes sign and check grants with (never given to clients). */
+export const NODE_SECRET_ENV = "DROPBOX_NODE_SECRET";
 /** Environment variable holding the master's read-only token. */
 export const READ_TOKEN_ENV = "DROPBOX_READ_TOKEN";
 

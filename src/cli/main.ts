@@ -40,6 +40,7 @@ function buildCli(argv: string[], setResult: (p: Promise<number>) => void) {
     .option("--tls-cert <pem>", "serve over TLS with this certificate")
     .option("--tls-key <pem>", "key of --tls-cert")
     .option("--tls-client-ca <pem>", "require client certificates signed by this CA (mutual TLS)")
+    .option("--node-secret-file <path>", "secret shared by master and nodes (never clients): nodes then accept writes only with the master's grants (default: $DROPBOX_NODE_SECRET)")
     .example("dropbox master --port 9000 --data-dir /tmp/m")
     .action((flags) => run(async () => (await import("./master")).masterCommand(flags, argv)));
 
@@ -57,6 +58,7 @@ function buildCli(argv: string[], setResult: (p: Promise<number>) => void) {
     .option("--tls-cert <pem>", "serve over TLS with this certificate")
     .option("--tls-key <pem>", "key of --tls-cert")
     .option("--tls-client-ca <pem>", "require client certificates signed by this CA (mutual TLS)")
+    .option("--node-secret-file <path>", "secret shared by master and nodes (never clients): nodes then accept writes only with the master's grants (default: $DROPBOX_NODE_SECRET)")
     .example("dropbox node --port 9001 --master 127.0.0.1:9000 --data-dir /tmp/n1")
     .action((flags) => run(async () => (await import("./node")).nodeCommand(flags, argv)));
 

@@ -1,5 +1,5 @@
 /** `dropbox master`: run the metadata server. */
-import { intFlag, READ_TOKEN_ENV, stringFlag, TOKEN_ENV, tokenFrom } from "./args";
+import { intFlag, READ_TOKEN_ENV, stringFlag, NODE_SECRET_ENV, TOKEN_ENV, tokenFrom } from "./args";
 import { invalidArgument } from "../core/errors";
 import { parsePort } from "../core/address";
 import { DEFAULT_GC_GRACE_MS, DEFAULT_NODE_TIMEOUT_MS, DEFAULT_REPAIR_INTERVAL_MS, DEFAULT_REPLICATION, MAX_REPLICATION, MIN_FREE_BYTES_FOR_PLACEMENT, MIN_REPLICATION } from "../core/limits";
@@ -21,6 +21,7 @@ export interface MasterFlags extends TlsFlags {
   minFree?: unknown;
   token?: unknown;
   tokenFile?: unknown;
+  nodeSecretFile?: unknown;
   readToken?: unknown;
 }
 
@@ -35,6 +36,7 @@ export async function masterCommand(flags: MasterFlags, argv: string[]): Promise
   if (tls && dialing && !dialing.clientCert) useTlsClient({ ...dialing, clientCert: tls.cert, clientKey: tls.key });
   const master = await runMaster({
     tls,
+    nodeSecret: tokenFrom(argv, "node-secret", undefined, "node-secret-file", flags.nodeSecretFile, NODE_SECRET_ENV),
     token,
     readToken,
     host: stringFlag(argv, "host", flags.host) ?? "127.0.0.1",

@@ -1,5 +1,5 @@
 /** `dropbox node`: run a storage node. */
-import { intFlag, masterAddress, stringFlag, TOKEN_ENV, tokenFrom } from "./args";
+import { intFlag, masterAddress, stringFlag, NODE_SECRET_ENV, TOKEN_ENV, tokenFrom } from "./args";
 import { parsePort } from "../core/address";
 import { invalidArgument } from "../core/errors";
 import { DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_SCRUB_RATE_MIB_PER_S } from "../core/limits";
@@ -22,6 +22,7 @@ export interface NodeFlags extends TlsFlags {
   capacity?: unknown;
   token?: unknown;
   tokenFile?: unknown;
+  nodeSecretFile?: unknown;
 }
 
 export async function nodeCommand(flags: NodeFlags, argv: string[]): Promise<number> {
@@ -33,6 +34,7 @@ export async function nodeCommand(flags: NodeFlags, argv: string[]): Promise<num
   if (tls && dialing && !dialing.clientCert) useTlsClient({ ...dialing, clientCert: tls.cert, clientKey: tls.key });
   const node = await runNode({
     tls,
+    nodeSecret: tokenFrom(argv, "node-secret", undefined, "node-secret-file", flags.nodeSecretFile, NODE_SECRET_ENV),
     token: tokenFrom(argv, "token", flags.token, "token-file", flags.tokenFile, TOKEN_ENV),
     host: stringFlag(argv, "host", flags.host) ?? "127.0.0.1",
     port: parsePort(flags.port ?? 9001, "--port"),

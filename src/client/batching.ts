@@ -80,7 +80,7 @@ class BatchingNode implements ChunkCalls {
   }
 
   putChunk = (r: m.PutChunkRequest | PreEncodedPutChunk, timeoutMs: number) =>
-    r.data.byteLength <= BATCHED_CHUNK_MAX_BYTES ? this.puts.submit({ chunkId: r.chunkId, data: r.data }) : this.node.putChunk(r, timeoutMs);
+    r.data.byteLength <= BATCHED_CHUNK_MAX_BYTES ? this.puts.submit({ chunkId: r.chunkId, data: r.data, grant: r.grant }) : this.node.putChunk(r, timeoutMs);
 
   getChunk = (r: m.GetChunkRequest, timeoutMs: number, expectedSize?: number) =>
     expectedSize !== undefined && expectedSize <= BATCHED_CHUNK_MAX_BYTES ? this.gets.submit(r) : this.node.getChunk(r, timeoutMs);

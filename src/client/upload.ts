@@ -10,9 +10,9 @@ import { DropboxError, errorMessage, invalidArgument, unavailable } from "../cor
 import { CHAIN_REPLICATION_MIN_CHUNK_BYTES, CHUNK_RPC_TIMEOUT_MS, CLIENT_INFLIGHT_BUDGET_BYTES, MAX_CHUNK_SIZE_BYTES, MAX_FILE_CHUNKS, MIN_CHUNK_SIZE_BYTES, PUT_RETRY_ATTEMPTS, PUT_TARGETS_BATCH_CHUNKS } from "../core/limits";
 import { assertName } from "../core/names";
 import { Semaphore } from "../core/semaphore";
-import { type EncodedPutChunk, layoutPutChunk, putChunkMessageCapacity, setPutChunkId, withForwardTo } from "../rpc/put-chunk-message";
+import { type EncodedPutChunk, layoutPutChunk, putChunkMessageCapacity, setPutChunkId, withRouting } from "../rpc/put-chunk-message";
 import type { ChunkPool, TransferMaster } from "../rpc/client";
-import type { ChunkRef, FileInfo, Placement, StorageNode } from "../rpc/messages";
+import type { ChunkRef, FileInfo, Grant, Placement, StorageNode } from "../rpc/messages";
 
 /** What to upload, and where. */
 export interface UploadOptions {
@@ -94,8 +94,12 @@ class Upload {
     }
     const holders = [...placement.existingNodeIds];
     const excluded: string[] = [];
+    // The master's grant for each target (when the cluster signs writes), kept across retries.
+    const grants = new Map<string, Grant>();
+    const noteGrants = (p: Placement) => p.targets.forEach((t, i) => p.grants?.[i] && grants.set(t.nodeId, p.grants[i]!));
+    noteGrants(placement);
     for (let attempt = 0; ; attempt++) {
-      const outcomes = await this.send(chunk, targets);
+      const outcomes = await this.send(chunk, targets, grants);
       let lastError = "";
       for (const target of targets) {
         const outcome = outcomes.get(target.nodeId)!;
@@ -113,7 +117,9 @@ class Upload {
       if (targets.every((t) => outcomes.get(t.nodeId)!.stored)) return;
       if (attempt >= PUT_RETRY_ATTEMPTS) throw unavailable(`could not store chunk ${chunk.id.slice(0, 12)}… on enough nodes; last failure: ${lastError || "nodes not reached"}`);
       const retry = await this.master.requestPutTargets({ chunks: [{ chunkId: chunk.id, size: chunk.data.byteLength, excludeNodeIds: excluded, holderNodeIds: holders }] });
-      targets = retry.placements[0]?.targets ?? [];
+      const next = retry.placements[0];
+      targets = next?.targets ?? [];
+      if (next) noteGrants(next);
       if (targets.length === 0) return;
     }
   }
@@ -122,14 +128,22 @@ class Upload {
    * Sends a chunk to its targets once: large chunks down a chain (the client sends the
    * bytes once, each node passes them on), small ones to every target directly.
    */
-  private async send(chunk: Chunk, targets: StorageNode[]): Promise<Map<string, SendOutcome>> {
+  private async send(chunk: Chunk, targets: StorageNode[], grants: Map<string, Grant>): Promise<Map<string, SendOutcome>> {
     const outcomes = new Map<string, SendOutcome>();
-    const request = (forwardTo: StorageNode[]) =>
-      chunk.message ? { chunkId: chunk.id, data: chunk.data, encoded: withForwardTo(chunk.message, forwardTo) } : { chunkId: chunk.id, data: chunk.data, forwardTo };
+    // The pre-encoded message lives in one reused buffer whose tail (grant, forward list) is
+    // per request: use it only when a single request is in flight, i.e. a chain or one target.
+    const single = targets.length === 1 || chunk.data.byteLength >= CHAIN_REPLICATION_MIN_CHUNK_BYTES;
+    const request = (to: StorageNode, forwardTo: StorageNode[]) => {
+      const grant = grants.get(to.nodeId) ?? null;
+      const forwardGrants = forwardTo.map((n) => grants.get(n.nodeId)).filter((g): g is Grant => g !== undefined);
+      return chunk.message && single
+        ? { chunkId: chunk.id, data: chunk.data, grant, encoded: withRouting(chunk.message, grant, forwardTo, forwardGrants) }
+        : { chunkId: chunk.id, data: chunk.data, grant, forwardTo, forwardGrants };
+    };
     if (targets.length > 1 && chunk.data.byteLength >= CHAIN_REPLICATION_MIN_CHUNK_BYTES) {
       const [first, ...rest] = targets as [StorageNode, ...StorageNode[]];
       try {
-        const response = await this.pool.get(addressOf(first)).putChunk(request(rest), CHUNK_RPC_TIMEOUT_MS * targets.length);
+        const response = await this.pool.get(addressOf(first)).putChunk(request(first, rest), CHUNK_RPC_TIMEOUT_MS * targets.length);
         outcomes.set(first.nodeId, { stored: true });
         for (const id of response.storedNodeIds) outcomes.set(id, { stored: true });
         for (const failure of response.chainFailures) outcomes.set(failure.nodeId, { stored: false, error: new Error(failure.message) });
@@ -139,7 +153,7 @@ class Upload {
       for (const t of rest) if (!outcomes.has(t.nodeId)) outcomes.set(t.nodeId, { stored: false, untried: true });
       return outcomes;
     }
-    const results = await Promise.allSettled(targets.map((t) => this.pool.get(addressOf(t)).putChunk(request([]), CHUNK_RPC_TIMEOUT_MS)));
+    const results = await Promise.allSettled(targets.map((t) => this.pool.get(addressOf(t)).putChunk(request(t, []), CHUNK_RPC_TIMEOUT_MS)));
     results.forEach((result, i) => outcomes.set(targets[i]!.nodeId, result.status === "fulfilled" ? { stored: true } : { stored: false, error: result.reason }));
     return outcomes;
   }

@@ -18,7 +18,18 @@ export function tokenPath(dataDir: string): string {
 
 /** The cluster's token, created (32 random bytes, hex, mode 0600) the first time. */
 export async function ensureClusterToken(dataDir: string): Promise<string> {
-  const path = tokenPath(dataDir);
+  return ensureSecretFile(tokenPath(dataDir));
+}
+
+/**
+ * The secret master and nodes share for grants, created like the token. Only the cluster's
+ * own processes get it (through the environment); clients never read it.
+ */
+export async function ensureNodeSecret(dataDir: string): Promise<string> {
+  return ensureSecretFile(join(dataDir, "node-secret"));
+}
+
+async function ensureSecretFile(path: string): Promise<string> {
   const existing = await readFile(path, "utf8").then((t) => t.trim(), () => "");
   if (existing) {
     await chmod(path, 0o600);

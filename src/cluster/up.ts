@@ -1,8 +1,8 @@
 /** `dropbox cluster up`: start a supervised cluster and return once it is ready (or stay attached with --foreground). */
 import { mkdir } from "node:fs/promises";
-import { TOKEN_ENV } from "../cli/args";
+import { NODE_SECRET_ENV, TOKEN_ENV } from "../cli/args";
 import { useToken } from "../rpc/auth";
-import { ensureClusterToken } from "./token";
+import { ensureClusterToken, ensureNodeSecret } from "./token";
 import { unavailable } from "../core/errors";
 import { makeLog } from "../core/log";
 import { EXIT } from "../cli/exit-codes";
@@ -39,6 +39,7 @@ export async function upCommand(flags: ClusterFlags, argv: string[]): Promise<nu
   // the environment they inherit (never argv), and clients in this directory read the file.
   const token = await ensureClusterToken(config.dataDir);
   process.env[TOKEN_ENV] = token;
+  process.env[NODE_SECRET_ENV] = await ensureNodeSecret(config.dataDir);
   useToken(token);
   const startedAtMs = Date.now();
   const ok = flags.foreground ? await runForeground(config, flags, startedAtMs) : await runDetached(config, flags, startedAtMs);

@@ -54,6 +54,9 @@ export const REPAIR_BATCH_CHUNKS = 256;
 /** How often the master re-reads each live node's full inventory (besides at registration). */
 export const INVENTORY_INTERVAL_MS = 10 * 60_000;
 
+/** How long a master's grant stays valid: covers a slow upload's batch plus modest clock skew between hosts. */
+export const GRANT_TTL_MS = 10 * 60_000;
+
 /** How often a node reports to the master. */
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 1000;
 /** Silence after which the master declares a node dead and stops placing on it. */

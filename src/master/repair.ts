@@ -7,7 +7,8 @@
 import { formatHostPort } from "../core/address";
 import { errorMessage } from "../core/errors";
 import type { Log } from "../core/log";
-import { CHUNK_RPC_TIMEOUT_MS, INVENTORY_INTERVAL_MS, MAX_CHUNK_IDS_PER_REQUEST, REPAIR_BATCH_CHUNKS, REPAIR_CONCURRENCY } from "../core/limits";
+import { type GrantOperation, listSubject, type SignedGrant, signGrant } from "../core/grants";
+import { CHUNK_RPC_TIMEOUT_MS, GRANT_TTL_MS, INVENTORY_INTERVAL_MS, MAX_CHUNK_IDS_PER_REQUEST, REPAIR_BATCH_CHUNKS, REPAIR_CONCURRENCY } from "../core/limits";
 import { Semaphore } from "../core/semaphore";
 import type { StoragePool } from "../rpc/client";
 import type { RepairStatus } from "../rpc/messages";
@@ -25,6 +26,8 @@ export interface RepairOptions {
   intervalMs: number;
   minFreeBytes: number;
   log: Log;
+  /** The secret shared with nodes, to sign grants for the writes it commands (none: nodes need none). */
+  grantSecret?: Buffer;
 }
 
 /** Full scans happen at least this often even when nothing seems to have changed. */
@@ -120,6 +123,11 @@ export class Repairer {
     void this.reconcile(nodeId);
   }
 
+  /** A grant for a write this loop commands, when the cluster has a node secret. */
+  private grant(operation: GrantOperation, subject: string, nodeId: string): SignedGrant | null {
+    return this.o.grantSecret ? signGrant(this.o.grantSecret, operation, subject, nodeId, Date.now(), GRANT_TTL_MS) : null;
+  }
+
   status(): RepairStatus {
     return { ...this.lastScan, ...this.counters, repairsInProgress: this.inProgress.size, gcPendingChunks: this.o.metadata.gcPendingCount() };
   }
@@ -191,7 +199,7 @@ export class Repairer {
     if (!target) return; // not enough nodes: stays under-replicated, visible in status
     const targetNode = this.o.registry.get(target.id)!;
     try {
-      const result = await this.o.pool.get(addressOf(targetNode)).replicateChunk({ chunkId, sources: shuffle(holders).map((h) => NodeRegistry.address(h)) }, CHUNK_RPC_TIMEOUT_MS * 2);
+      const result = await this.o.pool.get(addressOf(targetNode)).replicateChunk({ chunkId, sources: shuffle(holders).map((h) => NodeRegistry.address(h)), grant: this.grant("replicate", chunkId, targetNode.id) }, CHUNK_RPC_TIMEOUT_MS * 2);
       for (const corrupt of result.corruptSourceNodeIds) this.o.metadata.removeReplica(chunkId, corrupt);
       this.o.metadata.addReplica(chunkId, targetNode.id, Date.now());
       this.counters.repairsCompleted++;
@@ -208,7 +216,7 @@ export class Repairer {
       try {
         // Forget the copy first: a reader that gets the old list falls back to another replica.
         this.o.metadata.removeReplica(chunkId, node.id);
-        await this.o.pool.get(addressOf(node)).deleteChunks({ chunkIds: [chunkId], keepIfWrittenWithinMs: 0 }, CHUNK_RPC_TIMEOUT_MS);
+        await this.o.pool.get(addressOf(node)).deleteChunks({ chunkIds: [chunkId], keepIfWrittenWithinMs: 0, grant: this.grant("delete", listSubject([chunkId]), node.id) }, CHUNK_RPC_TIMEOUT_MS);
         this.counters.replicasTrimmed++;
       } catch (err) {
         this.o.log(`trimming chunk ${chunkId.slice(0, 12)}… on ${node.id} failed: ${errorMessage(err)}`);
@@ -230,7 +238,7 @@ export class Repairer {
         // Dead holders keep their copies for now; the inventory at their return finds them orphaned.
         if (!node || !liveIds.has(nodeId)) return;
         try {
-          await this.o.pool.get(addressOf(node)).deleteChunks({ chunkIds: ids, keepIfWrittenWithinMs: this.o.gcGraceMs }, CHUNK_RPC_TIMEOUT_MS);
+          await this.o.pool.get(addressOf(node)).deleteChunks({ chunkIds: ids, keepIfWrittenWithinMs: this.o.gcGraceMs, grant: this.grant("delete", listSubject(ids), nodeId) }, CHUNK_RPC_TIMEOUT_MS);
         } catch (err) {
           this.o.log(`garbage collection on ${nodeId} failed: ${errorMessage(err)}`);
         }
@@ -277,7 +285,8 @@ export class Repairer {
       }
       let deleted = 0;
       for (let i = 0; i < orphans.length; i += MAX_CHUNK_IDS_PER_REQUEST) {
-        const result = await api.deleteChunks({ chunkIds: orphans.slice(i, i + MAX_CHUNK_IDS_PER_REQUEST), keepIfWrittenWithinMs: this.o.gcGraceMs }, CHUNK_RPC_TIMEOUT_MS);
+        const ids = orphans.slice(i, i + MAX_CHUNK_IDS_PER_REQUEST);
+        const result = await api.deleteChunks({ chunkIds: ids, keepIfWrittenWithinMs: this.o.gcGraceMs, grant: this.grant("delete", listSubject(ids), nodeId) }, CHUNK_RPC_TIMEOUT_MS);
         deleted += result.deletedChunkIds.length;
       }
       this.o.log(`inventory of ${nodeId}: ${seen.size} chunks, ${forgotten} missing copies forgotten, ${deleted} orphans deleted`);

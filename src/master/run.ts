@@ -29,6 +29,8 @@ export interface MasterOptions {
   token?: string;
   /** Serve over TLS. */
   tls?: TlsServerConfig;
+  /** The secret shared with nodes for signing grants (none: nodes accept writes without one). */
+  nodeSecret?: string;
   /** A token that may only read. */
   readToken?: string;
 }
@@ -60,9 +62,10 @@ async function startMaster(options: MasterOptions, log: Log, lock: DirLock): Pro
   const metadata = new Metadata(join(options.dataDir, "metadata.db"));
   const registry = new NodeRegistry(metadata, options.nodeTimeoutMs);
   const pool = new StoragePool();
-  const repairer = new Repairer({ metadata, registry, pool, replication: options.replication, gcGraceMs: options.gcGraceMs, intervalMs: options.repairIntervalMs, minFreeBytes: options.minFreeBytes, log });
+  const grantSecret = options.nodeSecret ? tokenDigest(options.nodeSecret) : undefined;
+  const repairer = new Repairer({ metadata, registry, pool, replication: options.replication, gcGraceMs: options.gcGraceMs, intervalMs: options.repairIntervalMs, minFreeBytes: options.minFreeBytes, log, grantSecret });
   const auth = options.token ? { tokenDigest: tokenDigest(options.token), readTokenDigest: options.readToken ? tokenDigest(options.readToken) : undefined } : undefined;
-  const implementation = masterService({ metadata, registry, repairer, replication: options.replication, minFreeBytes: options.minFreeBytes, startedAtMs: Date.now(), log, readTokenDigest: auth?.readTokenDigest });
+  const implementation = masterService({ metadata, registry, repairer, replication: options.replication, minFreeBytes: options.minFreeBytes, startedAtMs: Date.now(), log, readTokenDigest: auth?.readTokenDigest, grantSecret });
   const server = await startServer(
     options.host,
     options.port,

@@ -4,7 +4,8 @@ import { isHostName } from "../core/address";
 import { assertChunkId, contentHashOf } from "../core/chunk-id";
 import { failedPrecondition, invalidArgument, notFound } from "../core/errors";
 import type { Log } from "../core/log";
-import { LIST_PAGE_FILES, MAX_CHUNK_IDS_PER_REQUEST, MAX_CHUNK_SIZE_BYTES, MAX_FILE_CHUNKS, MIN_CHUNK_SIZE_BYTES } from "../core/limits";
+import { signGrant } from "../core/grants";
+import { GRANT_TTL_MS, LIST_PAGE_FILES, MAX_CHUNK_IDS_PER_REQUEST, MAX_CHUNK_SIZE_BYTES, MAX_FILE_CHUNKS, MIN_CHUNK_SIZE_BYTES } from "../core/limits";
 import { assertName, assertPrefix } from "../core/names";
 import { VERSION } from "../core/version";
 import type * as m from "../rpc/messages";
@@ -26,6 +27,8 @@ export interface MasterContext {
   log: Log;
   /** Handed to registering nodes (who hold the full token), so they accept read-only clients' reads. */
   readTokenDigest?: Buffer;
+  /** The secret shared with nodes: placements carry a grant per target signed with it. */
+  grantSecret?: Buffer;
 }
 
 const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -137,7 +140,9 @@ export function masterService(ctx: MasterContext): grpc.UntypedServiceImplementa
           );
         }
         const chosen = pickWeighted(candidates, needed).map((c) => NodeRegistry.address(registry.get(c.id)!));
-        return { chunkId: want.chunkId, targets: chosen, existingNodeIds: existing };
+        const secret = ctx.grantSecret;
+        const grants = secret ? chosen.map((t) => signGrant(secret, "put", want.chunkId, t.nodeId, now, GRANT_TTL_MS)) : [];
+        return { chunkId: want.chunkId, targets: chosen, existingNodeIds: existing, grants };
       });
       return { placements, replication: ctx.replication };
     }, log),

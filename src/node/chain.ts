@@ -4,7 +4,7 @@ import { formatHostPort, isHostName } from "../core/address";
 import { DropboxError, errorMessage, invalidArgument } from "../core/errors";
 import { CHUNK_RPC_TIMEOUT_MS, MAX_REPLICATION } from "../core/limits";
 import type { StoragePool } from "../rpc/client";
-import type { ChainFailure, StorageNode } from "../rpc/messages";
+import type { ChainFailure, Grant, StorageNode } from "../rpc/messages";
 
 const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
@@ -24,14 +24,21 @@ export function assertForwardList(forwardTo: unknown): StorageNode[] {
 }
 
 /** Sends the chunk down the chain; resolves (never rejects) with who stored it and who did not. */
-export async function forwardChunk(pool: StoragePool, chunkId: string, data: Uint8Array, forwardTo: StorageNode[]): Promise<{ stored: string[]; failures: ChainFailure[] }> {
+export async function forwardChunk(pool: StoragePool, chunkId: string, data: Uint8Array, forwardTo: StorageNode[], forwardGrants: Grant[]): Promise<{ stored: string[]; failures: ChainFailure[] }> {
   const [next, ...rest] = forwardTo;
   if (!next) return { stored: [], failures: [] };
+  // Each node's grant travels with the chunk; the next node checks its own.
+  const [grant, ...restGrants] = forwardGrants;
   try {
-    const response = await pool.get(formatHostPort(next.host, next.port)).putChunk({ chunkId, data, forwardTo: rest }, CHUNK_RPC_TIMEOUT_MS * (1 + rest.length));
+    const response = await pool.get(formatHostPort(next.host, next.port)).putChunk({ chunkId, data, forwardTo: rest, grant, forwardGrants: restGrants }, CHUNK_RPC_TIMEOUT_MS * (1 + rest.length));
     return { stored: [next.nodeId, ...response.storedNodeIds], failures: response.chainFailures };
   } catch (err) {
-    const code = err instanceof DropboxError && err.kind === "RESOURCE_EXHAUSTED" ? grpc.status.RESOURCE_EXHAUSTED : grpc.status.UNAVAILABLE;
+    const code =
+      err instanceof DropboxError && err.kind === "RESOURCE_EXHAUSTED"
+        ? grpc.status.RESOURCE_EXHAUSTED
+        : err instanceof DropboxError && err.kind === "PERMISSION_DENIED"
+          ? grpc.status.PERMISSION_DENIED
+          : grpc.status.UNAVAILABLE;
     // Nodes after the failed one were never tried: they are neither stored nor failed.
     return { stored: [], failures: [{ nodeId: next.nodeId, code, message: errorMessage(err) }] };
   }

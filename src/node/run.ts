@@ -37,6 +37,8 @@ export interface NodeOptions {
   token?: string;
   /** Serve over TLS. */
   tls?: TlsServerConfig;
+  /** The secret shared with the master: writes then need its grants. */
+  nodeSecret?: string;
 }
 
 /** A running node. */
@@ -93,7 +95,7 @@ async function startNode(options: NodeOptions, lock: DirLock): Promise<RunningNo
     options.host,
     options.port,
     [
-      { name: "dropbox.StorageService", definition: StorageServiceClient.service, implementation: storageService(store, peers, log) },
+      { name: "dropbox.StorageService", definition: StorageServiceClient.service, implementation: storageService(store, peers, log, { nodeId, grantSecret: options.nodeSecret ? tokenDigest(options.nodeSecret) : undefined }) },
       processStatsService("node", nodeId, log, async () => ({ ...(await store.usage()), dataDir })),
     ],
     log,

@@ -11,6 +11,7 @@ import { batchHandler } from "../rpc/batch";
 import { rpcCounters, unary } from "../rpc/server";
 import { assertForwardList, forwardChunk } from "./chain";
 import type { ChunkStore } from "./chunk-store";
+import { type GrantOperation, grantProblem, listSubject, type SignedGrant } from "../core/grants";
 
 /** Bytes one VerifyChunks call re-reads before it returns: at disk speed this ends well inside the chunk deadline. */
 const VERIFY_CALL_BYTES = 256 * 1024 * 1024;
@@ -24,7 +25,20 @@ function assertIdList(ids: unknown): string[] {
 }
 
 /** The StorageService implementation over `store`; `pool` dials peers for replication. */
-export function storageService(store: ChunkStore, pool: StoragePool, log: Log): grpc.UntypedServiceImplementation {
+/** Who this node is, and the secret it checks the master's grants with (none: writes need no grant). */
+export interface NodeIdentity {
+  nodeId: string;
+  grantSecret?: Buffer;
+}
+
+/** The StorageService implementation over `store`; `pool` dials peers for forwarding and replication. */
+export function storageService(store: ChunkStore, pool: StoragePool, log: Log, identity: NodeIdentity): grpc.UntypedServiceImplementation {
+  /** Refuses a write the master did not grant to this node. */
+  const checkGrant = (operation: GrantOperation, subject: string, grant: SignedGrant | null | undefined) => {
+    if (!identity.grantSecret) return;
+    const problem = grantProblem(identity.grantSecret, operation, subject, identity.nodeId, grant, Date.now());
+    if (problem) throw new DropboxError("PERMISSION_DENIED", problem);
+  };
   const handlers: grpc.UntypedServiceImplementation = {
     PutChunk: unary<m.PutChunkRequest, m.PutChunkResponse>(async (request) => {
       const id = assertChunkId(request.chunkId);
@@ -32,8 +46,9 @@ export function storageService(store: ChunkStore, pool: StoragePool, log: Log): 
       if (!data || data.byteLength > MAX_CHUNK_SIZE_BYTES) throw invalidArgument(`chunk must be 1 byte to ${MAX_CHUNK_SIZE_BYTES} bytes`);
       rpcCounters.bytesIn += data.byteLength;
       const forwardTo = assertForwardList(request.forwardTo);
-      // Store here and pass the chunk on at the same time; the next node verifies the bytes too.
-      const [alreadyPresent, chain] = await Promise.all([store.put(id, data), forwardChunk(pool, id, data, forwardTo)]);
+      checkGrant("put", id, request.grant);
+      // Store here and pass the chunk on at the same time; the next node checks its grant and the bytes too.
+      const [alreadyPresent, chain] = await Promise.all([store.put(id, data), forwardChunk(pool, id, data, forwardTo, request.forwardGrants ?? [])]);
       if (forwardTo.length > 0) rpcCounters.bytesOut += data.byteLength;
       return { status: "OK", alreadyPresent, storedNodeIds: chain.stored, chainFailures: chain.failures };
     }, log),
@@ -47,6 +62,7 @@ export function storageService(store: ChunkStore, pool: StoragePool, log: Log): 
     ReplicateChunk: unary<m.ReplicateChunkRequest, m.ReplicateChunkResponse>(async (request) => {
       const id = assertChunkId(request.chunkId);
       if (!Array.isArray(request.sources) || request.sources.length === 0 || request.sources.length > 16) throw invalidArgument("1 to 16 sources required");
+      checkGrant("replicate", id, request.grant);
       // Every source is dialled (and its channel kept): only plausible addresses get that far.
       for (const source of request.sources) {
         if (!isHostName(source.host)) throw invalidArgument("source host must be a hostname or IP address");
@@ -73,6 +89,7 @@ export function storageService(store: ChunkStore, pool: StoragePool, log: Log): 
 
     DeleteChunks: unary<m.DeleteChunksRequest, m.DeleteChunksResponse>(async (request) => {
       const ids = assertIdList(request.chunkIds);
+      checkGrant("delete", listSubject(ids), request.grant);
       const keep = request.keepIfWrittenWithinMs;
       if (!Number.isSafeInteger(keep) || keep < 0) throw invalidArgument("keep_if_written_within_ms must be a non-negative integer");
       const { deleted, kept } = await store.delete(ids, keep);

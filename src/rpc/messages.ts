@@ -1,5 +1,9 @@
 /** TypeScript shapes of proto/dropbox.proto messages as proto-loader decodes them (camelCase, int64 as number). */
 
+export interface Grant {
+  expiresAtMs: number;
+  mac: Buffer;
+}
 export interface StorageNode {
   host: string;
   port: number;
@@ -54,6 +58,7 @@ export interface Placement {
   chunkId: string;
   targets: StorageNode[];
   existingNodeIds: string[];
+  grants?: Grant[];
 }
 export interface PutTargetsResponse {
   placements: Placement[];
@@ -140,6 +145,8 @@ export interface PutChunkRequest {
   chunkId: string;
   data: Uint8Array;
   forwardTo?: StorageNode[];
+  grant?: Grant | null;
+  forwardGrants?: Grant[];
 }
 export interface ChainFailure {
   nodeId: string;
@@ -161,6 +168,7 @@ export interface GetChunkResponse {
 export interface ReplicateChunkRequest {
   chunkId: string;
   sources: StorageNode[];
+  grant?: Grant | null;
 }
 export interface ReplicateChunkResponse {
   sourceNodeId: string;
@@ -169,6 +177,7 @@ export interface ReplicateChunkResponse {
 export interface DeleteChunksRequest {
   chunkIds: string[];
   keepIfWrittenWithinMs: number;
+  grant?: Grant | null;
 }
 export interface DeleteChunksResponse {
   deletedChunkIds: string[];
