@@ -110,6 +110,9 @@ describe("tokens", () => {
         expect(up.exitCode).toBe(0);
         const tokenPath = join(dir, ".dropbox", "token");
         expect((await stat(tokenPath)).mode & 0o777).toBe(0o600);
+        // State, secrets and logs are the user's alone.
+        expect((await stat(join(dir, ".dropbox"))).mode & 0o777).toBe(0o700);
+        for (const file of ["cluster.json", "node-secret", "logs/master.log", "logs/supervisor.log"]) expect(`${file}:${((await stat(join(dir, ".dropbox", file))).mode & 0o777).toString(8)}`).toBe(`${file}:600`);
         const token = (await readFile(tokenPath, "utf8")).trim();
         expect(token).toMatch(/^[0-9a-f]{64}$/);
         const status = JSON.parse((await runCli(["cluster", "status", "--json"], { cwd: dir })).stdout);
@@ -135,6 +138,26 @@ describe("tokens", () => {
         await runCli(["cluster", "down", "--quiet"], { cwd: dir });
       }
       await waitFor("the cluster to be down", async () => (await runCli(["cluster", "status", "--json"], { cwd: dir })).stdout.includes('"running":false'));
+    });
+  });
+
+  test("a server bound to a non-loopback address without a token warns at start-up", async () => {
+    await withTempDir(async (dir) => {
+      const proc = Bun.spawn([(await import("./harness")).BIN, "master", "--host", "0.0.0.0", "--port", "0", "--data-dir", join(dir, "m")], { stdout: "pipe", stderr: "pipe", env: { ...process.env, DROPBOX_TOKEN: "" } });
+      try {
+        const reader = proc.stdout.getReader();
+        let text = "";
+        await waitFor("the warning", async () => {
+          const { value, done } = await reader.read();
+          if (done) throw new Error(`master exited: ${text}`);
+          text += new TextDecoder().decode(value);
+          return text.includes("listening on");
+        });
+        expect(text).toMatch(/warning: listening on 0\.0\.0\.0 without a token/);
+      } finally {
+        proc.kill("SIGKILL");
+        await proc.exited;
+      }
     });
   });
 

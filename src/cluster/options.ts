@@ -41,7 +41,7 @@ export function clusterConfigFrom(flags: ClusterFlags, argv: string[]): ClusterC
 /** Creates the data dir and checks that it can be written, so a bad path fails before anything starts. */
 function ensureWritableDir(dir: string) {
   try {
-    mkdirSync(dir, { recursive: true });
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
     accessSync(dir, constants.W_OK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? "error";

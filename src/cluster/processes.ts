@@ -60,7 +60,7 @@ export interface SpawnedChild {
  * order; and it learns the supervisor's pid, so it exits by itself if the supervisor dies.
  */
 export function spawnSelf(args: string[], logPath: string, options: { supervised: boolean; detached?: boolean; env?: Record<string, string> }): SpawnedChild {
-  const fd = openSync(logPath, "a");
+  const fd = openSync(logPath, "a", 0o600);
   try {
     writeSync(fd, `${RUN_MARKER} ${new Date().toISOString()} starting: ${args.join(" ")}\n`);
     const env: Record<string, string | undefined> = { ...process.env, ...options.env };

@@ -18,7 +18,7 @@ export async function restartCommand(name: string | undefined, flags: ClusterFla
   const targets = name === undefined ? doc.children : doc.children.filter((c) => c.name === name);
   if (targets.length === 0) throw invalidArgument(`no process named '${name}' (have: ${doc.children.map((c) => c.name).join(", ")})`);
   const before = new Map(targets.map((c) => [c.name, c.pid]));
-  writeFileSync(restartRequestPath(dataDir), JSON.stringify({ names: name === undefined ? [] : [name] }));
+  writeFileSync(restartRequestPath(dataDir), JSON.stringify({ names: name === undefined ? [] : [name] }), { mode: 0o600 });
   signal(doc.supervisorPid, RESTART_REQUEST_SIGNAL);
   const timeoutMs = DEFAULT_READY_TIMEOUT_MS;
   const deadlineMs = Date.now() + timeoutMs;

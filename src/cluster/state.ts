@@ -84,7 +84,7 @@ export function readState(dataDir: string): ClusterStateDoc | undefined {
 export async function writeState(doc: ClusterStateDoc): Promise<void> {
   const path = statePath(doc.dataDir);
   const temp = `${path}.${process.pid}.tmp`;
-  await writeFile(temp, `${JSON.stringify(doc, null, 2)}\n`);
+  await writeFile(temp, `${JSON.stringify(doc, null, 2)}\n`, { mode: 0o600 });
   await rename(temp, path);
 }
 

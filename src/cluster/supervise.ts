@@ -41,7 +41,7 @@ export function fileLog(config: ClusterConfig, echo: (line: string) => void = ()
   return (line) => {
     const text = `${new Date().toISOString()} supervisor ${line}\n`;
     try {
-      appendFileSync(path, text);
+      appendFileSync(path, text, { mode: 0o600 });
     } catch {
       // The logs dir is created by start(); a line before that only goes to the echo.
     }

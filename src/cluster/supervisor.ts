@@ -100,7 +100,7 @@ export class Supervisor {
 
   /** Starts every child and resolves once the cluster is ready; on failure stops them all and throws StartFailure. */
   async start(): Promise<void> {
-    await mkdir(logsDir(this.config.dataDir), { recursive: true });
+    await mkdir(logsDir(this.config.dataDir), { recursive: true, mode: 0o700 });
     await this.save();
     this.log(`starting master on ${this.doc.masterAddress} and ${this.nodes.length} nodes (replication ${this.config.replication})`);
     // Nodes start once the master serves: started alongside it they would wait out a register retry, which costs more.

@@ -34,7 +34,7 @@ export async function upCommand(flags: ClusterFlags, argv: string[]): Promise<nu
   }
   if (existing) await clearStale(existing, say);
   await checkPorts(config);
-  await mkdir(logsDir(config.dataDir), { recursive: true });
+  await mkdir(logsDir(config.dataDir), { recursive: true, mode: 0o700 });
   // Security on by default: the cluster's token reaches the supervisor and the children through
   // the environment they inherit (never argv), and clients in this directory read the file.
   const token = await ensureClusterToken(config.dataDir);
