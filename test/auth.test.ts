@@ -7,7 +7,7 @@ import { chunkIdOf } from "../src/core/chunk-id";
 import { MasterServiceClient, ProcessServiceClient, StorageServiceClient } from "../src/rpc/proto";
 import { TOKEN_METADATA_KEY } from "../src/rpc/auth";
 import { checkHealth } from "../src/rpc/client";
-import { randomBytes, runCli, sha256File, waitFor, withCluster, withTempDir } from "./harness";
+import { freePortRange, randomBytes, runCli, sha256File, waitFor, withCluster, withTempDir } from "./harness";
 
 const TOKEN = "cluster-token-0123456789abcdef";
 const READ_TOKEN = "read-only-token-0123456789abcdef";
@@ -103,7 +103,7 @@ describe("tokens", () => {
 
   test("cluster up generates a 0600 token, children get it by environment (not in ps), and clients in the directory use it", async () => {
     await withTempDir(async (dir) => {
-      const base = 20000 + Math.floor(Math.random() * 20000);
+      const base = await freePortRange(3);
       const up = await runCli(["cluster", "up", "--base-port", String(base), "--nodes", "2", "--quiet"], { cwd: dir });
       try {
         expect(up.stderr).toBe("");

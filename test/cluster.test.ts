@@ -5,44 +5,13 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { localClusterMaster } from "../src/cluster/state";
-import { BIN, randomBytes, runCli, sha256File, waitFor, type RunResult } from "./harness";
+import { BIN, bind, closeAll, freePortRange, randomBytes, runCli, sha256File, waitFor, type RunResult } from "./harness";
 
 const HOST = "127.0.0.1";
 const ANSI = "\x1b[";
-
-/** Binds a port the way the children will; resolves with the server holding it, or null when taken. */
-function bind(port: number): Promise<Server | null> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once("error", () => resolve(null));
-    server.listen({ host: HOST, port, exclusive: true }, () => resolve(server));
-  });
-}
-
-async function closeAll(servers: Server[]) {
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-}
-
-/** A base port with `count` consecutive free ports, from a random spot so parallel runs rarely meet. */
-async function freePortRange(count: number): Promise<number> {
-  for (let attempt = 0; attempt < 100; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 30_000);
-    const held: Server[] = [];
-    let ok = true;
-    for (let i = 0; i < count && ok; i++) {
-      const server = await bind(base + i);
-      if (server) held.push(server);
-      else ok = false;
-    }
-    await closeAll(held);
-    if (ok) return base;
-  }
-  throw new Error(`no ${count} consecutive free ports found`);
-}
 
 /** True when something accepts connections on the port. */
 async function listening(port: number): Promise<boolean> {

@@ -5,6 +5,7 @@
  */
 import { mkdtemp, readFile, readdir, rm, stat } from "node:fs/promises";
 import { closeSync, existsSync, openSync } from "node:fs";
+import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
@@ -268,4 +269,34 @@ export function jsonLines<T = Record<string, unknown>>(text: string): T[] {
     .split("\n")
     .filter((line) => line.trim() !== "")
     .map((line) => JSON.parse(line) as T);
+}
+
+/** Binds a port the way the children will; resolves with the server holding it, or null when taken. */
+export function bind(port: number): Promise<Server | null> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once("error", () => resolve(null));
+    server.listen({ host: "127.0.0.1", port, exclusive: true }, () => resolve(server));
+  });
+}
+
+export async function closeAll(servers: Server[]) {
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+}
+
+/** A base port with `count` consecutive free ports, from a random spot so parallel runs rarely meet. */
+export async function freePortRange(count: number): Promise<number> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 30_000);
+    const held: Server[] = [];
+    let ok = true;
+    for (let i = 0; i < count && ok; i++) {
+      const server = await bind(base + i);
+      if (server) held.push(server);
+      else ok = false;
+    }
+    await closeAll(held);
+    if (ok) return base;
+  }
+  throw new Error(`no ${count} consecutive free ports found`);
 }
