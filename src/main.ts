@@ -9,5 +9,18 @@ function crash(err: unknown) {
 process.on("uncaughtException", crash);
 process.on("unhandledRejection", crash);
 
+/** Resolves once everything written to `stream` so far has been handed to the OS. */
+function drained(stream: NodeJS.WriteStream): Promise<void> {
+  return new Promise((resolve) => {
+    if (stream.writableLength === 0) resolve();
+    else stream.write("", () => resolve());
+  });
+}
+
 // No top-level await: the bytecode build (fast start-up) needs a CommonJS-compatible entry.
-main(process.argv).then((code) => process.exit(code), crash);
+// process.exit() drops output still buffered for a slow pipe: a script reading a large --json
+// document would get it cut short. Drain first.
+main(process.argv).then(async (code) => {
+  await Promise.all([drained(process.stdout), drained(process.stderr)]);
+  process.exit(code);
+}, crash);

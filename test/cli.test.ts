@@ -1,6 +1,6 @@
 /** The command line's contract with scripts: one-line errors, documented exit codes, a binary that stands alone. */
 import { describe, expect, test } from "bun:test";
-import { copyFile, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { BIN, randomBytes, runCli, waitFor, withCluster, withTempDir } from "./harness";
 
@@ -129,6 +129,26 @@ describe("cli", () => {
         await master.exited;
         await node?.exited;
       }
+    });
+  });
+});
+
+describe("output to slow readers", () => {
+  test("a --json document larger than a pipe arrives whole even when the reader starts late", async () => {
+    await withCluster({ nodes: 2, replication: 2 }, async (cluster) => {
+      await withTempDir(async (dir) => {
+        const src = join(dir, "many");
+        await mkdir(src);
+        for (let i = 0; i < 800; i++) await writeFile(join(src, `file-with-a-longish-name-${i}`), `content ${i}`);
+        expect((await cluster.run(["upload", "-r", src, "--prefix", "many", "--quiet"])).exitCode).toBe(0);
+        const proc = Bun.spawn([BIN, "list", "--json"], { env: { ...process.env, DROPBOX_MASTER: cluster.master.address }, stdout: "pipe", stderr: "pipe" });
+        // Do not read until the process has had every chance to exit: a pipe holds only 64 KiB.
+        await Promise.race([proc.exited, Bun.sleep(1500)]);
+        const text = await new Response(proc.stdout).text();
+        expect(await proc.exited).toBe(0);
+        expect(text.length).toBeGreaterThan(128 * 1024);
+        expect(JSON.parse(text).files).toHaveLength(800);
+      });
     });
   });
 });

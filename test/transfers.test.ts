@@ -116,7 +116,8 @@ describe("transfers", () => {
         let started = Date.now();
         const up = await cluster.run(["upload", "-r", src, "--prefix", "small", "--json"]);
         const upMs = Date.now() - started;
-        expect(up.exitCode).toBe(0);
+        // stderr in the assertion, so a failure says why.
+        expect({ exitCode: up.exitCode, stderr: up.stderr }).toEqual({ exitCode: 0, stderr: "" });
         expect(JSON.parse(up.stdout).totals.files).toBe(1000);
         started = Date.now();
         const down = await cluster.run(["download", "-r", "small", join(dir, "back"), "--quiet"]);
