@@ -11,27 +11,14 @@ import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import { useToken } from "../src/rpc/auth";
 import { MasterApi } from "../src/rpc/client";
+import { waitFor } from "./poll";
+
+export { waitFor };
 
 export const ROOT = resolve(import.meta.dir, "..");
 /** The binary under test; DROPBOX_BIN lets a parallel build be tested without touching bin/dropbox. */
 export const BIN = process.env.DROPBOX_BIN ? resolve(process.env.DROPBOX_BIN) : join(ROOT, "bin", "dropbox");
 if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run 'bun run build' first (npm test does)`);
-
-/** Polls `check` until it returns a truthy value or the deadline passes. */
-export async function waitFor<T>(what: string, check: () => Promise<T> | T, timeoutMs = 15_000, intervalMs = 25): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value) return value as NonNullable<T>;
-    } catch (err) {
-      lastError = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${lastError})` : ""}`);
-    await Bun.sleep(intervalMs);
-  }
-}
 
 /** The result of running the CLI once. */
 export interface RunResult {
@@ -299,4 +286,12 @@ export async function freePortRange(count: number): Promise<number> {
     if (ok) return base;
   }
   throw new Error(`no ${count} consecutive free ports found`);
+}
+
+/** The outcome of a call as a word: "OK", or the kind of the error it failed with. */
+export async function kindOf(promise: Promise<unknown>): Promise<string> {
+  return promise.then(
+    () => "OK",
+    (err) => err.kind,
+  );
 }

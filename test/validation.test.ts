@@ -6,7 +6,7 @@ import { join, relative } from "node:path";
 import { chunkIdOf, contentHashOf } from "../src/core/chunk-id";
 import { MasterApi, StorageApi } from "../src/rpc/client";
 import { StorageServiceClient } from "../src/rpc/proto";
-import { type TestCluster, withCluster } from "./harness";
+import { type TestCluster, withCluster, kindOf } from "./harness";
 
 /** Every file under the cluster's data dirs (tmp and quarantine included), for before/after comparison. */
 async function allFiles(cluster: TestCluster): Promise<string[]> {
@@ -22,13 +22,6 @@ async function allFiles(cluster: TestCluster): Promise<string[]> {
   return out.sort();
 }
 
-async function statusOf(promise: Promise<unknown>): Promise<string> {
-  return promise.then(
-    () => "OK",
-    (err) => err.kind,
-  );
-}
-
 describe("storage node input validation", () => {
   test("bad chunk ids, mismatched bytes, empty chunks: INVALID_ARGUMENT and no file created", async () => {
     await withCluster({ nodes: 1, replication: 1 }, async (cluster) => {
@@ -38,18 +31,18 @@ describe("storage node input validation", () => {
         const data = Buffer.from("some chunk bytes");
         const badIds = ["../../etc/passwd", "", "ABCDEF".padEnd(64, "0"), "a".repeat(63), "a".repeat(65), `${"a".repeat(63)}/`, "g".repeat(64)];
         for (const chunkId of badIds) {
-          expect(await statusOf(node.putChunk({ chunkId, data }, 5000))).toBe("INVALID_ARGUMENT");
-          expect(await statusOf(node.getChunk({ chunkId }, 5000))).toBe("INVALID_ARGUMENT");
+          expect(await kindOf(node.putChunk({ chunkId, data }, 5000))).toBe("INVALID_ARGUMENT");
+          expect(await kindOf(node.getChunk({ chunkId }, 5000))).toBe("INVALID_ARGUMENT");
         }
         const wrongId = chunkIdOf(Buffer.from("other bytes"));
         const mismatch = await node.putChunk({ chunkId: wrongId, data }, 5000).catch((e) => e);
         expect(mismatch.kind).toBe("INVALID_ARGUMENT");
         expect(mismatch.message).toContain("do not match");
-        expect(await statusOf(node.putChunk({ chunkId: chunkIdOf(Buffer.alloc(0)), data: Buffer.alloc(0) }, 5000))).toBe("INVALID_ARGUMENT");
-        expect(await statusOf(node.getChunk({ chunkId: wrongId }, 5000))).toBe("NOT_FOUND");
+        expect(await kindOf(node.putChunk({ chunkId: chunkIdOf(Buffer.alloc(0)), data: Buffer.alloc(0) }, 5000))).toBe("INVALID_ARGUMENT");
+        expect(await kindOf(node.getChunk({ chunkId: wrongId }, 5000))).toBe("NOT_FOUND");
         expect(await allFiles(cluster)).toEqual(before);
         // A good chunk is still accepted afterwards.
-        expect(await statusOf(node.putChunk({ chunkId: chunkIdOf(data), data }, 5000))).toBe("OK");
+        expect(await kindOf(node.putChunk({ chunkId: chunkIdOf(data), data }, 5000))).toBe("OK");
       } finally {
         node.close();
       }
@@ -68,7 +61,7 @@ describe("storage node input validation", () => {
       expect(await allFiles(cluster)).toEqual(before);
       const node = new StorageApi(cluster.nodes[0]!.address);
       const small = Buffer.from("still alive");
-      expect(await statusOf(node.putChunk({ chunkId: chunkIdOf(small), data: small }, 5000))).toBe("OK");
+      expect(await kindOf(node.putChunk({ chunkId: chunkIdOf(small), data: small }, 5000))).toBe("OK");
       node.close();
     });
   });
@@ -83,21 +76,21 @@ describe("master input validation", () => {
         const id = chunkIdOf(data);
         const good = { filename: "ok.bin", size: data.length, chunkSize: 65536, contentHash: contentHashOf([id]), chunks: [{ chunkId: id, size: data.length }], stored: [] };
         for (const filename of ["", "/abs", "a/../b", "a/./b", "a//b", "x\u0000y", "tab\there", "a".repeat(1025), "dir/"]) {
-          expect(await statusOf(master.announceManifest({ ...good, filename }))).toBe("INVALID_ARGUMENT");
-          expect(await statusOf(master.getManifest({ filename }))).toBe("INVALID_ARGUMENT");
-          expect(await statusOf(master.deleteFile({ filename }))).toBe("INVALID_ARGUMENT");
+          expect(await kindOf(master.announceManifest({ ...good, filename }))).toBe("INVALID_ARGUMENT");
+          expect(await kindOf(master.getManifest({ filename }))).toBe("INVALID_ARGUMENT");
+          expect(await kindOf(master.deleteFile({ filename }))).toBe("INVALID_ARGUMENT");
         }
-        expect(await statusOf(master.announceManifest({ ...good, contentHash: "0".repeat(64) }))).toBe("INVALID_ARGUMENT");
-        expect(await statusOf(master.announceManifest({ ...good, size: 1 }))).toBe("INVALID_ARGUMENT");
-        expect(await statusOf(master.announceManifest({ ...good, chunkSize: 1024 }))).toBe("INVALID_ARGUMENT");
-        expect(await statusOf(master.announceManifest({ ...good, chunks: [{ chunkId: "../x", size: 1 }] }))).toBe("INVALID_ARGUMENT");
-        expect(await statusOf(master.announceManifest({ ...good, stored: [{ chunkId: id, nodeIds: ["no-such-node"] }] }))).toBe("INVALID_ARGUMENT");
-        expect(await statusOf(master.requestPutTargets({ chunks: [{ chunkId: "../../etc/passwd", size: 10 }] }))).toBe("INVALID_ARGUMENT");
-        expect(await statusOf(master.requestPutTargets({ chunks: [{ chunkId: id, size: 0 }] }))).toBe("INVALID_ARGUMENT");
-        expect(await statusOf(master.requestGetTargets({ chunkIds: ["nope"] }))).toBe("INVALID_ARGUMENT");
-        expect(await statusOf(master.registerNode({ nodeId: "../evil", host: "h", port: 1, capacityBytes: 0, freeBytes: 0, usedBytes: 0, chunkCount: 0, version: "x" }))).toBe("INVALID_ARGUMENT");
-        expect(await statusOf(master.getManifest({ filename: "missing.bin" }))).toBe("NOT_FOUND");
-        expect(await statusOf(master.deleteFile({ filename: "missing.bin" }))).toBe("NOT_FOUND");
+        expect(await kindOf(master.announceManifest({ ...good, contentHash: "0".repeat(64) }))).toBe("INVALID_ARGUMENT");
+        expect(await kindOf(master.announceManifest({ ...good, size: 1 }))).toBe("INVALID_ARGUMENT");
+        expect(await kindOf(master.announceManifest({ ...good, chunkSize: 1024 }))).toBe("INVALID_ARGUMENT");
+        expect(await kindOf(master.announceManifest({ ...good, chunks: [{ chunkId: "../x", size: 1 }] }))).toBe("INVALID_ARGUMENT");
+        expect(await kindOf(master.announceManifest({ ...good, stored: [{ chunkId: id, nodeIds: ["no-such-node"] }] }))).toBe("INVALID_ARGUMENT");
+        expect(await kindOf(master.requestPutTargets({ chunks: [{ chunkId: "../../etc/passwd", size: 10 }] }))).toBe("INVALID_ARGUMENT");
+        expect(await kindOf(master.requestPutTargets({ chunks: [{ chunkId: id, size: 0 }] }))).toBe("INVALID_ARGUMENT");
+        expect(await kindOf(master.requestGetTargets({ chunkIds: ["nope"] }))).toBe("INVALID_ARGUMENT");
+        expect(await kindOf(master.registerNode({ nodeId: "../evil", host: "h", port: 1, capacityBytes: 0, freeBytes: 0, usedBytes: 0, chunkCount: 0, version: "x" }))).toBe("INVALID_ARGUMENT");
+        expect(await kindOf(master.getManifest({ filename: "missing.bin" }))).toBe("NOT_FOUND");
+        expect(await kindOf(master.deleteFile({ filename: "missing.bin" }))).toBe("NOT_FOUND");
         // A manifest naming a chunk that no node holds commits nothing and reports it missing.
         const missing = await master.announceManifest(good);
         expect(missing.status).toBe("MISSING_CHUNKS");
@@ -132,7 +125,7 @@ describe("batches", () => {
         expect(after.filter((f) => !before.includes(f))).toEqual([join("node1", "chunks", chunkIdOf(good).slice(0, 2), chunkIdOf(good))]);
         const manifests = await master.getManifests({ requests: [{ filename: "nope" }, { filename: "../bad" }] });
         expect(manifests.results.map((r) => r.error?.code)).toEqual([grpc.status.NOT_FOUND, grpc.status.INVALID_ARGUMENT]);
-        const tooMany = await statusOf(node.getChunks({ chunks: Array.from({ length: 257 }, () => ({ chunkId: chunkIdOf(good) })) }, 5000));
+        const tooMany = await kindOf(node.getChunks({ chunks: Array.from({ length: 257 }, () => ({ chunkId: chunkIdOf(good) })) }, 5000));
         expect(tooMany).toBe("INVALID_ARGUMENT");
       } finally {
         node.close();

@@ -10,6 +10,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { MasterApi } from "../../src/rpc/client";
+import { waitFor } from "../../test/poll";
+
+export { waitFor };
 
 /** How long a server may take to print its `listening on` line. */
 const LISTEN_TIMEOUT_MS = 15_000;
@@ -17,7 +20,6 @@ const LISTEN_TIMEOUT_MS = 15_000;
 const READY_TIMEOUT_MS = 15_000;
 /** How long a server gets to stop on SIGTERM before it is killed. */
 const STOP_GRACE_MS = 5_000;
-const POLL_INTERVAL_MS = 25;
 
 /** Every child still running; killed on exit so that nothing is left listening. */
 const running = new Set<Subprocess>();
@@ -29,22 +31,6 @@ for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
     for (const proc of running) proc.kill("SIGKILL");
     process.exit(130);
   });
-}
-
-/** Polls `check` until it returns a truthy value or `timeoutMs` passes. */
-export async function waitFor<T>(what: string, check: () => Promise<T> | T, timeoutMs: number, intervalMs = POLL_INTERVAL_MS): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value) return value as NonNullable<T>;
-    } catch (err) {
-      lastError = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${lastError})` : ""}`);
-    await Bun.sleep(intervalMs);
-  }
 }
 
 /** One server process: master or node. */

@@ -40,3 +40,11 @@ export function isHostName(host: unknown): host is string {
 export function isLoopback(host: string): boolean {
   return host === "localhost" || host === "::1" || /^127\./.test(host);
 }
+
+/** Node ids: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit (they name files and appear in logs). */
+const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** True when `id` is a well-formed node id. */
+export function isNodeId(id: unknown): id is string {
+  return typeof id === "string" && NODE_ID_PATTERN.test(id);
+}

@@ -1,6 +1,6 @@
 /** MasterService handlers: validate every request, then consult or change the metadata. */
 import type * as grpc from "@grpc/grpc-js";
-import { isHostName } from "../core/address";
+import { isHostName, isNodeId } from "../core/address";
 import { assertChunkId, contentHashOf } from "../core/chunk-id";
 import { failedPrecondition, invalidArgument, notFound } from "../core/errors";
 import type { Log } from "../core/log";
@@ -31,10 +31,9 @@ export interface MasterContext {
   grantSecret?: Buffer;
 }
 
-const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 function assertNodeId(id: unknown): string {
-  if (typeof id !== "string" || !NODE_ID_PATTERN.test(id)) throw invalidArgument(`node id must be 1-64 letters, digits, '.', '_' or '-'`);
+  if (!isNodeId(id)) throw invalidArgument(`node id must be 1-64 letters, digits, '.', '_' or '-'`);
   return id;
 }
 

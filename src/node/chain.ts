@@ -1,12 +1,11 @@
 /** Chain replication: pass a chunk on to the next node of the chain, which passes it further. */
 import * as grpc from "@grpc/grpc-js";
-import { formatHostPort, isHostName } from "../core/address";
+import { formatHostPort, isHostName, isNodeId } from "../core/address";
 import { DropboxError, errorMessage, invalidArgument } from "../core/errors";
 import { CHUNK_RPC_TIMEOUT_MS, MAX_REPLICATION } from "../core/limits";
 import type { StoragePool } from "../rpc/client";
 import type { ChainFailure, Grant, StorageNode } from "../rpc/messages";
 
-const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 /** Checks a forward list: a few distinct, well-formed node addresses. */
 export function assertForwardList(forwardTo: unknown): StorageNode[] {
@@ -16,7 +15,7 @@ export function assertForwardList(forwardTo: unknown): StorageNode[] {
   for (const node of forwardTo as StorageNode[]) {
     if (!node || !isHostName(node.host)) throw invalidArgument("forward_to: bad host");
     if (!Number.isInteger(node.port) || node.port < 1 || node.port > 65535) throw invalidArgument("forward_to: port must be 1-65535");
-    if (typeof node.nodeId !== "string" || !NODE_ID_PATTERN.test(node.nodeId)) throw invalidArgument("forward_to: bad node id");
+    if (!isNodeId(node.nodeId)) throw invalidArgument("forward_to: bad node id");
     if (seen.has(node.nodeId)) throw invalidArgument(`forward_to names ${node.nodeId} twice`);
     seen.add(node.nodeId);
   }

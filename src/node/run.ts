@@ -4,7 +4,7 @@ import { readFile, writeFile, mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
 import type { TlsServerConfig } from "../rpc/tls";
-import { formatHostPort, isLoopback, parseHostPort } from "../core/address";
+import { formatHostPort, isLoopback, isNodeId, parseHostPort } from "../core/address";
 import { type AuthPolicy, tokenDigest } from "../rpc/auth";
 import { assertOwnDir, lockDataDir, type DirLock } from "../core/dir-lock";
 import { errorMessage, invalidArgument } from "../core/errors";
@@ -47,14 +47,13 @@ export interface RunningNode {
   stop(): Promise<void>;
 }
 
-const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 /** The node's id: given, or persisted in the data dir so a restarted node is recognised. */
 async function resolveNodeId(dataDir: string, given?: string): Promise<string> {
   const file = join(dataDir, "node-id");
   const stored = await readFile(file, "utf8").then((t) => t.trim(), () => undefined);
   if (given !== undefined) {
-    if (!NODE_ID_PATTERN.test(given)) throw invalidArgument(`--id must be 1-64 letters, digits, '.', '_' or '-', got ${JSON.stringify(given)}`);
+    if (!isNodeId(given)) throw invalidArgument(`--id must be 1-64 letters, digits, '.', '_' or '-', got ${JSON.stringify(given)}`);
     if (stored && stored !== given) throw invalidArgument(`data dir ${dataDir} belongs to node ${stored}, not ${given}`);
     if (!stored) await writeFile(file, `${given}\n`, { mode: 0o600 });
     return given;
