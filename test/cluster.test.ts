@@ -319,6 +319,27 @@ describe("dropbox cluster", () => {
     });
   });
 
+  test("SIGINT while the cluster is still starting stops everything, and nothing is started after it", async () => {
+    for (let round = 0; round < 5; round++) {
+      const s = await scene(2);
+      await withLogs(s, async () => {
+        const proc = Bun.spawn([BIN, "cluster", "up", "--foreground", "--base-port", String(s.basePort), "--nodes", "2"], { cwd: s.dir, stdout: "ignore", stderr: "ignore", stdin: "ignore" });
+        try {
+          // Every child started but the cluster not yet ready: the start loop is still running, and a
+          // stop must not let it start a node again (the stop would wait on that node forever).
+          await waitFor("every child to be started", () => s.recordedPids().length === 4, 15_000, 2);
+          proc.kill("SIGINT");
+          const code = await Promise.race([proc.exited, Bun.sleep(20_000).then(() => "still running after 20 s")]);
+          // 130: interrupted before ready; 0: it had just become ready.
+          expect([130, 0] as (number | string)[]).toContain(code);
+          await waitFor("every process using the dir to be gone", () => processesUsing(s.dir).length === 0, 10_000);
+        } finally {
+          proc.kill("SIGKILL");
+        }
+      });
+    }
+  });
+
   test("restart NAME replaces one process and logs shows each process's lines", async () => {
     const s = await scene(2);
     await withLogs(s, async () => {

@@ -171,6 +171,10 @@ export class Supervisor {
   }
 
   private spawn(child: Child) {
+    // Every start, restart and backoff retry comes through here: once a stop has begun, nothing
+    // new may start (a start loop resuming after an await would otherwise revive a stopped node
+    // that the stop no longer waits for).
+    if (this.stopping) return;
     const spawned = spawnSelf(child.spec.args, child.spec.logPath, { supervised: true });
     child.record.pid = spawned.pid;
     child.record.state = "starting";
@@ -261,6 +265,8 @@ export class Supervisor {
 
   /** Stops the cluster cleanly and removes the state file; safe to call more than once. */
   stop(): Promise<void> {
+    // Synchronously, before any await: from here on no child may be (re)started.
+    this.stopping = true;
     this.stopped ??= (async () => {
       this.log("stopping: nodes, then the master");
       this.doc.phase = "stopping";
