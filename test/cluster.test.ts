@@ -63,6 +63,8 @@ interface ChildJson {
 }
 interface StatusJson {
   running: boolean;
+  /** The supervisor's own verdict: "starting" until it declares the cluster ready. */
+  phase?: string;
   supervisorPid: number;
   children: ChildJson[];
 }
@@ -301,9 +303,11 @@ describe("dropbox cluster", () => {
       const stdout = new Response(proc.stdout).text();
       const stderr = new Response(proc.stderr).text();
       try {
+        // Ready by the supervisor's own verdict: children can probe healthy a moment before it
+        // declares the cluster ready, and a SIGINT in between is an interrupted start (exit 130).
         const status = await waitFor("the foreground cluster to be ready", async () => {
           const st = await s.status();
-          return st.running && st.children.every((c) => c.healthy) ? st : null;
+          return st.running && st.phase === "ready" && st.children.every((c) => c.healthy) ? st : null;
         });
         expect(status.supervisorPid).toBe(proc.pid);
         proc.kill("SIGINT");
