@@ -8,6 +8,7 @@ import { DropboxError, errorMessage } from "../core/errors";
 import { VERSION } from "../core/version";
 import { registerClusterCommands } from "./cluster-commands";
 import { EXIT, exitCodeFor } from "./exit-codes";
+import { writeOut, writeErr } from "../core/stdio";
 
 /** Stands for a bare "-" (stdin/stdout) argument while options are parsed. */
 export const STDIO_ARG = "\u0000-";
@@ -181,8 +182,8 @@ function fail(err: unknown, json: boolean): number {
     code = EXIT.USAGE;
     kind = "IO";
   }
-  if (json) process.stderr.write(`${JSON.stringify({ error: { kind, message, exitCode: code } })}\n`);
-  else process.stderr.write(`error: ${message.split("\n")[0]}\n`);
+  if (json) writeErr(`${JSON.stringify({ error: { kind, message, exitCode: code } })}\n`);
+  else writeErr(`error: ${message.split("\n")[0]}\n`);
   return code;
 }
 
@@ -194,7 +195,7 @@ export async function main(argv: string[]): Promise<number> {
   const json = args.includes("--json");
   let result: Promise<number> | null = null;
   if (args.length === 1 && (args[0] === "--version" || args[0] === "-v")) {
-    process.stdout.write(`dropbox ${VERSION}\n`);
+    writeOut(`dropbox ${VERSION}\n`);
     return EXIT.OK;
   }
   try {

@@ -11,6 +11,7 @@ import type { ProcessStats } from "../rpc/messages";
 import { STATS_TIMEOUT_MS, StatsClients, ratesBetween, targetsOf, type ProcessSample, type ProcessTarget } from "../client/stats";
 import { formatBytes, formatDuration, liveOutput, report, table, type OutputOptions } from "./output";
 import { EXIT } from "./exit-codes";
+import { writeOut } from "../core/stdio";
 
 export interface MonitorFlags extends OutputOptions {
   master?: unknown;
@@ -152,7 +153,7 @@ export async function monitorCommand(flags: MonitorFlags, argv: string[]): Promi
       const now = Date.now();
       const rows = (await sample()).map((s) => rowOf(s, previous.get(s.address), now));
       if (flags.json) {
-        if (!flags.quiet) for (const row of rows) process.stdout.write(`${JSON.stringify(row)}\n`);
+        if (!flags.quiet) for (const row of rows) writeOut(`${JSON.stringify(row)}\n`);
       } else report(flags, rows, () => tableOf(rows));
       return EXIT.OK;
     }
@@ -164,9 +165,9 @@ export async function monitorCommand(flags: MonitorFlags, argv: string[]): Promi
       const rows = samples.map((s) => rowOf(s, previous.get(s.address), now));
       remember(samples);
       if (flags.quiet) continue;
-      if (flags.json) for (const row of rows) process.stdout.write(`${JSON.stringify(row)}\n`);
-      else if (live) process.stdout.write(`\x1b[H\x1b[2J${`dropbox monitor: master ${master.address}, every ${formatDuration(intervalMs)} (Ctrl+C to exit)`}\n\n${tableOf(rows)}\n`);
-      else process.stdout.write(`${rows.map(lineOf).join("\n")}\n`);
+      if (flags.json) for (const row of rows) writeOut(`${JSON.stringify(row)}\n`);
+      else if (live) writeOut(`\x1b[H\x1b[2J${`dropbox monitor: master ${master.address}, every ${formatDuration(intervalMs)} (Ctrl+C to exit)`}\n\n${tableOf(rows)}\n`);
+      else writeOut(`${rows.map(lineOf).join("\n")}\n`);
     }
     return EXIT.OK;
   } finally {

@@ -1,5 +1,6 @@
 /** How commands speak: human text, exactly one JSON document with --json, nothing but errors with --quiet. */
 import { formatBytes } from "../core/size";
+import { writeOut, writeErr } from "../core/stdio";
 
 /** Output flags every reporting command takes. */
 export interface OutputOptions {
@@ -9,10 +10,10 @@ export interface OutputOptions {
 
 /** Prints a command's result: `json` with --json, else `text()` unless --quiet. */
 export function report(options: OutputOptions, json: unknown, text: () => string) {
-  if (options.json) process.stdout.write(`${JSON.stringify(json)}\n`);
+  if (options.json) writeOut(`${JSON.stringify(json)}\n`);
   else if (!options.quiet) {
     const out = text();
-    if (out) process.stdout.write(out.endsWith("\n") ? out : `${out}\n`);
+    if (out) writeOut(out.endsWith("\n") ? out : `${out}\n`);
   }
 }
 
@@ -54,5 +55,5 @@ export function liveOutput(options: OutputOptions): boolean {
 
 /** A note for people on stderr (never with --json or --quiet, so stdout stays one document). */
 export function note(options: OutputOptions, line: string) {
-  if (!options.json && !options.quiet) process.stderr.write(`${line}\n`);
+  if (!options.json && !options.quiet) writeErr(`${line}\n`);
 }

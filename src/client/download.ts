@@ -11,6 +11,7 @@ import { chunkIdOf, contentHashOf } from "../core/chunk-id";
 import { DropboxError, dataLoss, errorMessage, unavailable } from "../core/errors";
 import { CHUNK_RPC_TIMEOUT_MS, CLIENT_INFLIGHT_BUDGET_BYTES } from "../core/limits";
 import { assertName } from "../core/names";
+import { writeOut } from "../core/stdio";
 import type { ChunkPool, TransferMaster } from "../rpc/client";
 import type { ChunkLocation, FileInfo, StorageNode } from "../rpc/messages";
 
@@ -83,12 +84,11 @@ async function fileSink(output: string): Promise<Sink> {
   };
 }
 
-function stdoutSink(): Sink {
+function stdoutSink(name: string): Sink {
   return {
-    write: (data) =>
-      new Promise<void>((resolve, reject) => {
-        process.stdout.write(data, (err) => (err ? reject(err) : resolve()));
-      }),
+    write: async (data) => {
+      if (!writeOut(data)) throw new DropboxError("INTERNAL", `stdout was closed before all of ${name} was written`);
+    },
     finish: async () => {},
     abort: async () => {},
   };
@@ -105,7 +105,7 @@ export async function downloadFile(options: DownloadOptions): Promise<FileInfo> 
     throw dataLoss(`the master's manifest of ${name} is inconsistent with its content hash`);
   }
 
-  const sink = options.output === "-" ? stdoutSink() : await fileSink(options.output);
+  const sink = options.output === "-" ? stdoutSink(name) : await fileSink(options.output);
   try {
     const window = Math.max(1, Math.floor(CLIENT_INFLIGHT_BUDGET_BYTES / Math.max(file.chunkSize, 1)));
     const fetches: Promise<Buffer>[] = [];

@@ -4,6 +4,7 @@ import { STOP_GRACE_MS, STATE_POLL_INTERVAL_MS } from "./limits";
 import { dataDirFrom, type ClusterFlags } from "./options";
 import { isAlive, signal, terminate } from "./processes";
 import { readState, removeState, supervisorAlive, type ClusterStateDoc } from "./state";
+import { writeOut } from "../core/stdio";
 
 /** How long the supervisor gets to stop its children (each stage may use the full grace period) before we step in. */
 const SUPERVISOR_STOP_TIMEOUT_MS = 2 * STOP_GRACE_MS + 2_000;
@@ -18,7 +19,7 @@ async function stopInOrder(doc: ClusterStateDoc): Promise<void> {
 export async function downCommand(flags: ClusterFlags, argv: string[]): Promise<number> {
   const dataDir = dataDirFrom(flags, argv);
   const say = (line: string) => {
-    if (!flags.quiet) process.stdout.write(`${line}\n`);
+    if (!flags.quiet) writeOut(`${line}\n`);
   };
   let doc = readState(dataDir);
   if (!doc) {

@@ -7,6 +7,7 @@ import { DEFAULT_LOG_LINES, LOG_FOLLOW_INTERVAL_MS } from "./limits";
 import { fileSize, lastLines, readFrom } from "./log-tail";
 import { dataDirFrom, type ClusterFlags } from "./options";
 import { logPathFor, logsDir } from "./plan";
+import { writeOut } from "../core/stdio";
 
 /** Lines `-n` may ask for: more is not a tail any more. */
 const MAX_LOG_LINES = 100_000;
@@ -44,7 +45,7 @@ export async function logsCommand(name: string | undefined, flags: ClusterFlags,
     const path = logPathFor(dataDir, n);
     offsets.set(n, await fileSize(path));
     const lines = await lastLines(path, count);
-    if (lines.length > 0) process.stdout.write(`${lines.map((l) => prefix(n) + l).join("\n")}\n`);
+    if (lines.length > 0) writeOut(`${lines.map((l) => prefix(n) + l).join("\n")}\n`);
   }
   if (!flags.follow) return EXIT.OK;
   let stopped = false;
@@ -59,7 +60,7 @@ export async function logsCommand(name: string | undefined, flags: ClusterFlags,
       if (!text) continue;
       const lines = ((partial.get(n) ?? "") + text).split("\n");
       partial.set(n, lines.pop() ?? "");
-      if (lines.length > 0) process.stdout.write(`${lines.map((l) => prefix(n) + l).join("\n")}\n`);
+      if (lines.length > 0) writeOut(`${lines.map((l) => prefix(n) + l).join("\n")}\n`);
     }
     await Bun.sleep(LOG_FOLLOW_INTERVAL_MS);
   }

@@ -5,6 +5,7 @@
 import { Listr, type ListrTaskWrapper } from "listr2";
 import type { ChildSpec } from "./plan";
 import type { ChildRecord, ClusterStateDoc } from "./state";
+import { writeOut } from "../core/stdio";
 
 /** tty: live task list; plain: one line per event; quiet: nothing. */
 export type ProgressMode = "tty" | "plain" | "quiet";
@@ -45,8 +46,8 @@ class PlainProgress implements StartProgress {
       const key = `${child.pid}:${child.state}`;
       if (this.seen.get(child.name) === key || child.pid === 0) continue;
       this.seen.set(child.name, key);
-      if (child.state === "starting") process.stdout.write(`${describe(child)}  starting\n`);
-      else if (child.state === "running") process.stdout.write(`${describe(child)}  healthy\n`);
+      if (child.state === "starting") writeOut(`${describe(child)}  starting\n`);
+      else if (child.state === "running") writeOut(`${describe(child)}  healthy\n`);
     }
   }
 

@@ -8,6 +8,7 @@ import { dataDirFrom, type ClusterFlags } from "./options";
 import { signal } from "./processes";
 import { readState, supervisorAlive } from "./state";
 import { RESTART_REQUEST_SIGNAL, restartRequestPath } from "./supervise";
+import { writeOut } from "../core/stdio";
 
 /** Asks the supervisor to restart, then waits until every restarted process is healthy again. */
 export async function restartCommand(name: string | undefined, flags: ClusterFlags, argv: string[]): Promise<number> {
@@ -27,7 +28,7 @@ export async function restartCommand(name: string | undefined, flags: ClusterFla
     if (!now || !supervisorAlive(now)) throw unavailable("the supervisor stopped while restarting");
     const current = now.children.filter((c) => before.has(c.name));
     if (current.every((c) => c.pid > 0 && c.pid !== before.get(c.name) && c.state === "running")) {
-      if (!flags.quiet) for (const c of current) process.stdout.write(`${c.name} restarted: pid ${before.get(c.name) || "-"} -> ${c.pid}, healthy\n`);
+      if (!flags.quiet) for (const c of current) writeOut(`${c.name} restarted: pid ${before.get(c.name) || "-"} -> ${c.pid}, healthy\n`);
       return EXIT.OK;
     }
     if (Date.now() > deadlineMs) {

@@ -15,6 +15,7 @@ import { isAlive, RUN_MARKER, spawnSelf, terminate } from "./processes";
 import { progressMode, startProgress } from "./progress";
 import { liveChildPids, readState, removeState, supervisorAlive, type ClusterStateDoc } from "./state";
 import { fileLog, supervise } from "./supervise";
+import { writeOut, writeErr } from "../core/stdio";
 
 /** The arguments that make a detached supervisor run exactly this configuration. */
 export function superviseArgs(config: ClusterConfig): string[] {
@@ -25,7 +26,7 @@ export function superviseArgs(config: ClusterConfig): string[] {
 export async function upCommand(flags: ClusterFlags, argv: string[]): Promise<number> {
   const config = clusterConfigFrom(flags, argv);
   const say = (line: string) => {
-    if (!flags.quiet) process.stdout.write(`${line}\n`);
+    if (!flags.quiet) writeOut(`${line}\n`);
   };
   const existing = readState(config.dataDir);
   if (existing && supervisorAlive(existing)) {
@@ -77,7 +78,7 @@ async function startFailed(config: ClusterConfig, message: string, child: string
   // Only this run's lines: earlier runs' lines would mislead.
   const runStart = all.findLastIndex((l) => l.startsWith(RUN_MARKER));
   const lines = runStart < 0 ? all : all.slice(runStart);
-  if (lines.length > 0) process.stderr.write(`--- last lines of ${log} ---\n${lines.join("\n")}\n---\n`);
+  if (lines.length > 0) writeErr(`--- last lines of ${log} ---\n${lines.join("\n")}\n---\n`);
   throw unavailable(message);
 }
 
@@ -94,7 +95,7 @@ async function runDetached(config: ClusterConfig, flags: ClusterFlags, startedAt
       progress.update(doc);
       if (doc.phase === "ready") {
         await progress.finish();
-        if (!flags.quiet) process.stdout.write(`${readyLine(config, doc, startedAtMs)}\n`);
+        if (!flags.quiet) writeOut(`${readyLine(config, doc, startedAtMs)}\n`);
         return EXIT.OK;
       }
       if (doc.phase === "failed") {
@@ -135,21 +136,21 @@ async function runForeground(config: ClusterConfig, flags: ClusterFlags, started
   let ready = false;
   // Before ready the task list owns the terminal; afterwards supervisor events are echoed as they happen.
   const log = fileLog(config, (text) => {
-    if (ready && !flags.quiet) process.stdout.write(text);
+    if (ready && !flags.quiet) writeOut(text);
   });
   const outcome = await supervise(config, {
     log,
     onChange: (doc) => progress.update(doc),
     onReady: (supervisor) => {
       void progress.finish().then(() => {
-        if (!flags.quiet) process.stdout.write(`${readyLine(config, supervisor.doc, startedAtMs)}\nrunning in the foreground; Ctrl+C stops the cluster\n`);
+        if (!flags.quiet) writeOut(`${readyLine(config, supervisor.doc, startedAtMs)}\nrunning in the foreground; Ctrl+C stops the cluster\n`);
         ready = true;
       });
     },
   });
   await progress.finish();
   if (outcome.failure) return startFailed(config, outcome.failure.message, outcome.failure.child);
-  if (!flags.quiet) process.stdout.write(outcome.exitCode === EXIT.OK ? "cluster stopped\n" : outcome.exitCode === EXIT.INTERRUPTED ? "interrupted before the cluster was ready; stopped\n" : "cluster stopped; some processes had failed\n");
+  if (!flags.quiet) writeOut(outcome.exitCode === EXIT.OK ? "cluster stopped\n" : outcome.exitCode === EXIT.INTERRUPTED ? "interrupted before the cluster was ready; stopped\n" : "cluster stopped; some processes had failed\n");
   return outcome.exitCode;
 }
 
