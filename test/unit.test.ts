@@ -7,6 +7,7 @@ import { nameProblem } from "../src/core/names";
 import { Semaphore } from "../src/core/semaphore";
 import { formatBytes, parseSize } from "../src/core/size";
 import { pickWeighted } from "../src/master/placement";
+import { Coalescer } from "../src/rpc/batch";
 
 describe("chunk ids", () => {
   test("are the SHA-256 of the bytes and nothing else", () => {
@@ -169,5 +170,40 @@ describe("names from hostile clients", () => {
     const { isHostName } = await import("../src/core/address");
     for (const ok of ["127.0.0.1", "::1", "node-3.example.internal", "fe80::1"]) expect(isHostName(ok)).toBe(true);
     for (const bad of ["", "a b", "x/y", "\u202e\u0007\u001b[2J", "h".repeat(256), 42]) expect(isHostName(bad)).toBe(false);
+  });
+});
+
+describe("coalescer", () => {
+  /** A coalescer that records each batch it sends and answers each item with itself doubled. */
+  function recording(maxItems: number, maxBytes = Infinity) {
+    const batches: number[][] = [];
+    const coalescer = new Coalescer<number, number>(
+      async (items) => {
+        batches.push(items);
+        return items.map((n) => (n < 0 ? new Error(`bad ${n}`) : n * 2));
+      },
+      maxItems,
+      (n) => Math.abs(n),
+      maxBytes,
+    );
+    return { batches, coalescer };
+  }
+
+  test("calls made in one turn go as one batch, each caller gets its own result or error", async () => {
+    const { batches, coalescer } = recording(100);
+    const results = await Promise.allSettled([1, 2, -3, 4].map((n) => coalescer.submit(n)));
+    expect(batches).toEqual([[1, 2, -3, 4]]);
+    expect(results.map((r) => (r.status === "fulfilled" ? r.value : (r.reason as Error).message))).toEqual([2, 4, "bad -3", 8]);
+  });
+
+  test("a batch never holds more than maxItems items or maxBytes bytes", async () => {
+    const byCount = recording(3);
+    await Promise.all([1, 1, 1, 1, 1, 1, 1].map((n) => byCount.coalescer.submit(n)));
+    expect(byCount.batches.map((b) => b.length)).toEqual([3, 3, 1]);
+
+    const byBytes = recording(100, 10);
+    await Promise.all([4, 4, 4, 9, 1, 12, 2].map((n) => byBytes.coalescer.submit(n)));
+    // 4+4 fits, +4 would not; 4 alone, +9 would not; 9+1 reaches the cap; 12 is too big alone but still goes, alone.
+    expect(byBytes.batches).toEqual([[4, 4], [4], [9, 1], [12], [2]]);
   });
 });

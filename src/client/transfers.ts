@@ -16,11 +16,12 @@ import { downloadFile } from "./download";
 import { uploadFile, type UploadResult } from "./upload";
 
 /**
- * Files in flight at once: small files are latency-bound, so overlapping many round trips
- * hides the latency (1000 x 4 KiB: 16 in flight took 2.8 s up, 64 took 1.9 s on 2 cores).
- * Memory is bounded by the byte budget below, not by this.
+ * Files in flight at once: small files are latency-bound, and the more files in flight, the
+ * fuller each batch the coalescers send (1000 x 4 KiB on 2 cores, up / down: 64 in flight
+ * ~0.9 / ~0.45 s in ~350 calls, 512 ~0.55 / ~0.26 s in ~45). Each holds a file descriptor,
+ * so this stays well under the usual 1024 limit. Memory is bounded by the byte budget below.
  */
-export const FILES_IN_FLIGHT = 64;
+export const FILES_IN_FLIGHT = 512;
 /**
  * Bytes of files in flight at once, across files: each file may keep up to the per-transfer
  * budget in memory, so large files go (about) one at a time and memory stays bounded.

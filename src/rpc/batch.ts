@@ -62,22 +62,30 @@ interface Pending<Item, Res> {
 }
 
 /**
- * Gathers calls made within one event-loop turn (or up to `maxItems`) into one batch.
- * `send` returns one outcome per item, in order: a value, or an Error for that item alone.
+ * Gathers calls made within one event-loop turn (or up to `maxItems`, or `maxBytes` by
+ * `sizeOf`) into one batch. `send` returns one outcome per item, in order: a value, or an
+ * Error for that item alone.
  */
 export class Coalescer<Item, Res> {
   private pending: Pending<Item, Res>[] = [];
+  private pendingBytes = 0;
   private scheduled = false;
 
   constructor(
     private readonly send: (items: Item[]) => Promise<(Res | Error)[]>,
     private readonly maxItems = MAX_BATCH_ITEMS,
+    private readonly sizeOf: (item: Item) => number = () => 0,
+    private readonly maxBytes = Infinity,
   ) {}
 
   submit(item: Item): Promise<Res> {
     return new Promise<Res>((resolve, reject) => {
+      const bytes = this.sizeOf(item);
+      // An item that would push the batch past the byte cap starts the next one.
+      if (this.pending.length > 0 && this.pendingBytes + bytes > this.maxBytes) this.flush();
       this.pending.push({ item, resolve, reject });
-      if (this.pending.length >= this.maxItems) this.flush();
+      this.pendingBytes += bytes;
+      if (this.pending.length >= this.maxItems || this.pendingBytes >= this.maxBytes) this.flush();
       else if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => {
@@ -89,18 +97,19 @@ export class Coalescer<Item, Res> {
   }
 
   private flush() {
-    while (this.pending.length > 0) {
-      const batch = this.pending.splice(0, this.maxItems);
-      this.send(batch.map((p) => p.item)).then(
-        (outcomes) =>
-          batch.forEach((p, i) => {
-            const outcome = outcomes[i];
-            if (outcome instanceof Error) p.reject(outcome);
-            else if (outcome === undefined) p.reject(new DropboxError("INTERNAL", "batch returned fewer results than items"));
-            else p.resolve(outcome);
-          }),
-        (err) => batch.forEach((p) => p.reject(err)),
-      );
-    }
+    const batch = this.pending;
+    this.pending = [];
+    this.pendingBytes = 0;
+    if (batch.length === 0) return;
+    this.send(batch.map((p) => p.item)).then(
+      (outcomes) =>
+        batch.forEach((p, i) => {
+          const outcome = outcomes[i];
+          if (outcome instanceof Error) p.reject(outcome);
+          else if (outcome === undefined) p.reject(new DropboxError("INTERNAL", "batch returned fewer results than items"));
+          else p.resolve(outcome);
+        }),
+      (err) => batch.forEach((p) => p.reject(err)),
+    );
   }
 }
