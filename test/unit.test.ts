@@ -8,6 +8,7 @@ import { Semaphore } from "../src/core/semaphore";
 import { formatBytes, parseSize } from "../src/core/size";
 import { pickWeighted } from "../src/master/placement";
 import { Coalescer } from "../src/rpc/batch";
+import { StoragePool } from "../src/rpc/client";
 
 describe("chunk ids", () => {
   test("are the SHA-256 of the bytes and nothing else", () => {
@@ -205,5 +206,25 @@ describe("coalescer", () => {
     await Promise.all([4, 4, 4, 9, 1, 12, 2].map((n) => byBytes.coalescer.submit(n)));
     // 4+4 fits, +4 would not; 4 alone, +9 would not; 9+1 reaches the cap; 12 is too big alone but still goes, alone.
     expect(byBytes.batches).toEqual([[4, 4], [4], [9, 1], [12], [2]]);
+  });
+});
+
+describe("storage pool", () => {
+  test("reuses one channel per address and closes the least recently used beyond its capacity", async () => {
+    const pool = new StoragePool(2);
+    try {
+      const a = pool.get("127.0.0.1:1");
+      const b = pool.get("127.0.0.1:2");
+      expect(pool.get("127.0.0.1:1")).toBe(a); // a is now the most recently used
+      pool.get("127.0.0.1:3"); // evicts b, not a
+      expect(pool.size).toBe(2);
+      expect(pool.get("127.0.0.1:1")).toBe(a);
+      const b2 = pool.get("127.0.0.1:2");
+      expect(b2).not.toBe(b);
+      // A closed channel refuses new calls: the evicted one was really closed.
+      await expect(b.getChunk({ chunkId: "a".repeat(64) }, 1000)).rejects.toThrow(/shut down/);
+    } finally {
+      pool.close();
+    }
   });
 });

@@ -80,6 +80,11 @@ export const CONNECT_TIMEOUT_MS = 5_000;
 export const MIN_FREE_BYTES_FOR_PLACEMENT = 256 * MiB;
 /** HTTP/2 flow-control window per connection: large windows keep multi-MiB messages streaming without stalls. */
 export const FLOW_CONTROL_WINDOW_BYTES = 16 * MiB;
+/**
+ * Node channels one process keeps open: far above any real cluster's node count, and a
+ * bound on what peers naming addresses (forward lists, replication sources) can make it hold.
+ */
+export const MAX_POOLED_CHANNELS = 256;
 
 /** Default master port, as in the seed. */
 export const DEFAULT_MASTER_PORT = 9000;

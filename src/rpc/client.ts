@@ -1,6 +1,6 @@
 /** gRPC client plumbing: channel options, typed calls with deadlines, and a pool of node channels. */
 import * as grpc from "@grpc/grpc-js";
-import { FLOW_CONTROL_WINDOW_BYTES, MAX_MESSAGE_BYTES, METADATA_RPC_TIMEOUT_MS } from "../core/limits";
+import { FLOW_CONTROL_WINDOW_BYTES, MAX_MESSAGE_BYTES, MAX_POOLED_CHANNELS, METADATA_RPC_TIMEOUT_MS } from "../core/limits";
 import { HealthClient, MasterServiceClient, ProcessServiceClient, StorageServiceClient } from "./proto";
 import { passThroughPreEncoded, type PreEncodedPutChunk } from "./put-chunk-message";
 import type * as m from "./messages";
@@ -127,17 +127,37 @@ export interface ChunkPool {
   get(address: string): ChunkCalls;
 }
 
-/** One channel per node address for the life of a process; closing the pool closes them all. */
+/**
+ * One channel per node address, reused across calls; closing the pool closes them all.
+ * At most `capacity` channels stay open: addresses arrive from peers (forward lists,
+ * replication sources), so the least recently used channel is closed to make room rather
+ * than letting the map grow with every address anyone names.
+ */
 export class StoragePool {
   private readonly byAddress = new Map<string, StorageApi>();
 
+  constructor(private readonly capacity = MAX_POOLED_CHANNELS) {}
+
   get(address: string): StorageApi {
     let api = this.byAddress.get(address);
-    if (!api) {
+    if (api) {
+      // Map order is insertion order: re-inserting marks the channel most recently used.
+      this.byAddress.delete(address);
+    } else {
       api = new StorageApi(address);
-      this.byAddress.set(address, api);
+      if (this.byAddress.size >= this.capacity) {
+        const [oldest, evicted] = this.byAddress.entries().next().value!;
+        this.byAddress.delete(oldest);
+        evicted.close();
+      }
     }
+    this.byAddress.set(address, api);
     return api;
+  }
+
+  /** Channels open now. */
+  get size() {
+    return this.byAddress.size;
   }
 
   close() {
