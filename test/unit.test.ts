@@ -9,6 +9,7 @@ import { formatBytes, parseSize } from "../src/core/size";
 import { pickWeighted } from "../src/master/placement";
 import { Coalescer } from "../src/rpc/batch";
 import { StoragePool } from "../src/rpc/client";
+import { unavailableCause } from "../src/rpc/status";
 
 describe("chunk ids", () => {
   test("are the SHA-256 of the bytes and nothing else", () => {
@@ -226,5 +227,14 @@ describe("storage pool", () => {
     } finally {
       pool.close();
     }
+  });
+});
+
+describe("unreachable peers", () => {
+  test("grpc-js's connection details are cut to their cause", () => {
+    expect(unavailableCause("No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:1. Resolution note: ")).toBe("connect ECONNREFUSED 127.0.0.1:1");
+    expect(unavailableCause("No connection established. Last error: getaddrinfo ENOTFOUND nohost. Resolution note: DNS")).toBe("getaddrinfo ENOTFOUND nohost");
+    expect(unavailableCause("Connection dropped")).toBe("Connection dropped");
+    expect(unavailableCause("Something. Resolution note: ")).toBe("Something.");
   });
 });

@@ -28,12 +28,23 @@ export function toServiceError(err: unknown, log: (line: string) => void): Parti
   return { code: grpc.status.INTERNAL, details: "internal error (see the server log)" };
 }
 
+/**
+ * grpc-js's UNAVAILABLE details cut to the cause a person can act on:
+ * "No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:1. Resolution note: "
+ * becomes "connect ECONNREFUSED 127.0.0.1:1".
+ */
+export function unavailableCause(details: string): string {
+  const last = /Last error: (?:Error: )?(.+?)\.?\s*(?:Resolution note:.*)?$/s.exec(details);
+  if (last) return last[1]!;
+  return details.replace(/\s*Resolution note:\s*$/, "");
+}
+
 /** Turns a failed call into a typed error that names the peer. */
 export function fromServiceError(err: unknown, peer: string): DropboxError {
   if (err instanceof DropboxError) return err;
   const code = (err as grpc.ServiceError)?.code;
   const details = (err as grpc.ServiceError)?.details || (err as Error)?.message || String(err);
-  if (code === grpc.status.UNAVAILABLE) return new DropboxError("UNAVAILABLE", `cannot reach ${peer}: ${details}`);
+  if (code === grpc.status.UNAVAILABLE) return new DropboxError("UNAVAILABLE", `cannot reach ${peer}: ${unavailableCause(details)}`);
   if (code === grpc.status.DEADLINE_EXCEEDED) return new DropboxError("DEADLINE_EXCEEDED", `${peer} did not answer in time`);
   if (code === grpc.status.CANCELLED) return new DropboxError("UNAVAILABLE", `call to ${peer} was cancelled: ${details}`);
   const kind = (typeof code === "number" && STATUS_TO_KIND.get(code)) || "INTERNAL";
