@@ -148,7 +148,12 @@ describe("hand-encoded PutChunk messages", () => {
     expect(shorter.forwardTo).toEqual(nodes.slice(1));
     expect(shorter.grant).toBeNull();
     expect(shorter.forwardGrants).toEqual([]);
-    expect(definition.PutChunk!.requestDeserialize(withRouting(encoded, null, [], [])).forwardTo).toEqual([]);
+    const bare = withRouting(encoded, null, [], []);
+    expect(definition.PutChunk!.requestDeserialize(bare).forwardTo).toEqual([]);
+    // Framed in place: the gRPC header (uncompressed, length) sits in the 5 bytes before the message.
+    const header = Buffer.from(bare.buffer, bare.byteOffset - 5, 5);
+    expect(header[0]).toBe(0);
+    expect(header.readUInt32BE(1)).toBe(bare.byteLength);
   });
 });
 

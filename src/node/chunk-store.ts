@@ -2,11 +2,12 @@
  * Chunks on disk, each a file named by its id under a fan-out directory
  * (`chunks/ab/abcd…`). Writes are atomic and durable; every read is verified.
  */
-import { mkdir, open, readdir, readFile, rename, rm, stat, statfs, unlink, utimes } from "node:fs/promises";
+import { mkdir, open, readdir, rename, rm, stat, statfs, unlink, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { assertChunkId, chunkIdOf } from "../core/chunk-id";
 import type { ChunkRef } from "../rpc/messages";
 import { DropboxError, dataLoss, invalidArgument, notFound, resourceExhausted } from "../core/errors";
+import { MAX_CHUNK_SIZE_BYTES } from "../core/limits";
 
 /** What the store holds, for heartbeats. */
 export interface StoreUsage {
@@ -131,25 +132,49 @@ export class ChunkStore {
     }
   }
 
-  /** Reads a chunk and verifies it; a copy that fails is moved aside and DATA_LOSS is thrown. */
-  async get(id: string): Promise<Buffer> {
+  /**
+   * Reads a chunk and verifies it; a copy that fails is moved aside and DATA_LOSS is thrown.
+   * `headroom` bytes are left free before the data in its buffer.
+   */
+  async get(id: string, headroom = 0): Promise<Buffer> {
     assertChunkId(id);
-    const data = await this.readVerified(id);
+    const data = await this.readVerified(id, headroom);
     if (!data) throw notFound(`chunk ${id} is not on this node`);
     return data;
   }
 
-  /** The verified bytes, null when absent; quarantines and throws DATA_LOSS when corrupt. */
-  private async readVerified(id: string): Promise<Buffer | null> {
+  /**
+   * The verified bytes, null when absent; quarantines and throws DATA_LOSS when corrupt.
+   * `headroom` bytes are left free before the data in its buffer (for a caller's headers).
+   */
+  private async readVerified(id: string, headroom = 0): Promise<Buffer | null> {
     let data: Buffer;
+    let size: number;
     try {
-      data = await readFile(this.pathOf(id));
+      const handle = await open(this.pathOf(id), "r");
+      try {
+        size = (await handle.stat()).size;
+        // Nothing this store wrote is larger; a file that is cannot be a good copy, and is not read whole.
+        if (size > MAX_CHUNK_SIZE_BYTES) data = Buffer.alloc(0);
+        else {
+          const buffer = Buffer.allocUnsafe(headroom + size);
+          let filled = 0;
+          while (filled < size) {
+            const { bytesRead } = await handle.read(buffer, headroom + filled, size - filled, filled);
+            if (bytesRead === 0) break;
+            filled += bytesRead;
+          }
+          data = buffer.subarray(headroom, headroom + filled);
+        }
+      } finally {
+        await handle.close();
+      }
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
       throw err;
     }
-    if (chunkIdOf(data) === id) return data;
-    await this.quarantine(id, data.byteLength);
+    if (data.byteLength > 0 && chunkIdOf(data) === id) return data;
+    await this.quarantine(id, size);
     throw dataLoss(`chunk ${id} failed verification on this node and was quarantined`);
   }
 
