@@ -157,6 +157,50 @@ describe("hand-encoded PutChunk messages", () => {
   });
 });
 
+describe("forwarding a received PutChunk in place", () => {
+  test("the bytes a node received go on with the next hop's routing, and anything unexpected is refused", async () => {
+    const { StorageServiceClient } = await import("../src/rpc/proto");
+    const { layoutPutChunk, putChunkMessageCapacity, receivedPutChunk, setPutChunkId, withRouting } = await import("../src/rpc/put-chunk-message");
+    type Decoded = { chunkId: string; data: Buffer; forwardTo: { host: string; port: number; nodeId: string }[]; grant: { expiresAtMs: number } | null; forwardGrants: { expiresAtMs: number }[] };
+    const decode = (b: Buffer) => (StorageServiceClient.service as unknown as Record<string, { requestDeserialize(b: Buffer): Decoded }>).PutChunk!.requestDeserialize(b);
+    const encoded = layoutPutChunk(Buffer.alloc(putChunkMessageCapacity(200_000)), 200_000);
+    encoded.data.fill(3);
+    const id = chunkIdOf(encoded.data);
+    setPutChunkId(encoded, id);
+    const nodes = [
+      { host: "127.0.0.1", port: 9002, nodeId: "node2" },
+      { host: "127.0.0.1", port: 9003, nodeId: "node3" },
+    ];
+    const grants = [1, 2, 3].map((n) => ({ expiresAtMs: 1_795_000_000_000 + n, mac: Buffer.alloc(32, n) }));
+    const sent = withRouting(encoded, grants[0], nodes, grants.slice(1));
+    // What grpc-js's decoder hands a server: the framed message in a buffer of its own.
+    const framedCopy = (message: Buffer) => Buffer.from(Buffer.from(message.buffer, message.byteOffset - 5, message.byteLength + 5));
+    const arrived = framedCopy(sent);
+    const request = decode(arrived.subarray(5));
+    const received = receivedPutChunk(id, request.data);
+    expect(received).not.toBeNull();
+    const onward = decode(withRouting(received!, grants[1], nodes.slice(1), grants.slice(2)));
+    expect(onward.chunkId).toBe(id);
+    expect(chunkIdOf(onward.data)).toBe(id);
+    expect(onward.forwardTo).toEqual(nodes.slice(1));
+    expect(onward.grant!.expiresAtMs).toBe(grants[1]!.expiresAtMs);
+    expect(onward.forwardGrants.map((g) => g.expiresAtMs)).toEqual([grants[2]!.expiresAtMs]);
+    // The payload itself was not touched.
+    expect(request.data.every((b) => b === 3)).toBe(true);
+
+    // Not exactly one framed message, or another id: encode afresh instead.
+    const inLargerBuffer = Buffer.concat([framedCopy(sent), Buffer.alloc(16)]);
+    expect(receivedPutChunk(id, decode(inLargerBuffer.subarray(5, 5 + sent.byteLength)).data)).toBeNull();
+    expect(receivedPutChunk("b".repeat(64), decode(framedCopy(sent).subarray(5)).data)).toBeNull();
+    // A longer tail than the old one does not fit: withRouting refuses rather than overwrite.
+    const bare = withRouting(encoded, null, [], []);
+    const bareArrived = framedCopy(bare);
+    const bareReceived = receivedPutChunk(id, decode(bareArrived.subarray(5)).data);
+    expect(bareReceived).not.toBeNull();
+    expect(() => withRouting(bareReceived!, grants[0], nodes, grants.slice(1))).toThrow(/does not fit/);
+  });
+});
+
 describe("names from hostile clients", () => {
   test("ill-formed Unicode is rejected, and long names are quoted whole characters at a time", async () => {
     const { assertName } = await import("../src/core/names");

@@ -4,6 +4,7 @@ import { formatHostPort, isHostName, isNodeId } from "../core/address";
 import { DropboxError, errorMessage, invalidArgument } from "../core/errors";
 import { CHUNK_RPC_TIMEOUT_MS, MAX_REPLICATION } from "../core/limits";
 import type { StoragePool } from "../rpc/client";
+import { type EncodedPutChunk, withRouting } from "../rpc/put-chunk-message";
 import type { ChainFailure, Grant, StorageNode } from "../rpc/messages";
 
 
@@ -22,14 +23,25 @@ export function assertForwardList(forwardTo: unknown): StorageNode[] {
   return forwardTo as StorageNode[];
 }
 
-/** Sends the chunk down the chain; resolves (never rejects) with who stored it and who did not. */
-export async function forwardChunk(pool: StoragePool, chunkId: string, data: Uint8Array, forwardTo: StorageNode[], forwardGrants: Grant[]): Promise<{ stored: string[]; failures: ChainFailure[] }> {
+/**
+ * Sends the chunk down the chain; resolves (never rejects) with who stored it and who did not.
+ * `received` is the incoming message (receivedPutChunk): when given, its bytes go on with a
+ * new routing tail instead of being encoded again.
+ */
+export async function forwardChunk(pool: StoragePool, chunkId: string, data: Buffer, forwardTo: StorageNode[], forwardGrants: Grant[], received: EncodedPutChunk | null = null): Promise<{ stored: string[]; failures: ChainFailure[] }> {
   const [next, ...rest] = forwardTo;
   if (!next) return { stored: [], failures: [] };
   // Each node's grant travels with the chunk; the next node checks its own.
   const [grant, ...restGrants] = forwardGrants;
+  let encoded: Buffer | null = null;
   try {
-    const response = await pool.get(formatHostPort(next.host, next.port)).putChunk({ chunkId, data, forwardTo: rest, grant, forwardGrants: restGrants }, CHUNK_RPC_TIMEOUT_MS * (1 + rest.length));
+    if (received) encoded = withRouting(received, grant ?? null, rest, restGrants);
+  } catch {
+    encoded = null; // the new tail did not fit: encode afresh below
+  }
+  const request = encoded ? { chunkId, data, grant, encoded } : { chunkId, data, forwardTo: rest, grant, forwardGrants: restGrants };
+  try {
+    const response = await pool.get(formatHostPort(next.host, next.port)).putChunk(request, CHUNK_RPC_TIMEOUT_MS * (1 + rest.length));
     return { stored: [next.nodeId, ...response.storedNodeIds], failures: response.chainFailures };
   } catch (err) {
     const code =

@@ -9,6 +9,7 @@ import type { StoragePool } from "../rpc/client";
 import type * as m from "../rpc/messages";
 import { batchHandler } from "../rpc/batch";
 import { GET_CHUNK_HEADROOM_BYTES, getChunkResponse } from "../rpc/get-chunk-message";
+import { receivedPutChunk } from "../rpc/put-chunk-message";
 import { rpcCounters, unary } from "../rpc/server";
 import { assertForwardList, forwardChunk } from "./chain";
 import type { ChunkStore } from "./chunk-store";
@@ -43,13 +44,15 @@ export function storageService(store: ChunkStore, pool: StoragePool, log: Log, i
   const handlers: grpc.UntypedServiceImplementation = {
     PutChunk: unary<m.PutChunkRequest, m.PutChunkResponse>(async (request) => {
       const id = assertChunkId(request.chunkId);
-      const data = request.data;
-      if (!data || data.byteLength > MAX_CHUNK_SIZE_BYTES) throw invalidArgument(`chunk must be 1 byte to ${MAX_CHUNK_SIZE_BYTES} bytes`);
+      if (!request.data || request.data.byteLength > MAX_CHUNK_SIZE_BYTES) throw invalidArgument(`chunk must be 1 byte to ${MAX_CHUNK_SIZE_BYTES} bytes`);
+      // A view of the received bytes, not a copy: the chain passes those very bytes on.
+      const data = Buffer.from(request.data.buffer, request.data.byteOffset, request.data.byteLength);
       rpcCounters.bytesIn += data.byteLength;
       const forwardTo = assertForwardList(request.forwardTo);
       checkGrant("put", id, request.grant);
       // Store here and pass the chunk on at the same time; the next node checks its grant and the bytes too.
-      const [alreadyPresent, chain] = await Promise.all([store.put(id, data), forwardChunk(pool, id, data, forwardTo, request.forwardGrants ?? [])]);
+      const received = forwardTo.length > 0 ? receivedPutChunk(id, data) : null;
+      const [alreadyPresent, chain] = await Promise.all([store.put(id, data), forwardChunk(pool, id, data, forwardTo, request.forwardGrants ?? [], received)]);
       if (forwardTo.length > 0) rpcCounters.bytesOut += data.byteLength;
       return { status: "OK", alreadyPresent, storedNodeIds: chain.stored, chainFailures: chain.failures };
     }, log),

@@ -114,6 +114,28 @@ export function withRouting(encoded: EncodedPutChunk, grant: Grant | null | unde
   return frame(backing.subarray(FRAME_HEADER_BYTES, offset));
 }
 
+/**
+ * The received PutChunk message around `data`, ready to be sent on with a new routing tail
+ * (withRouting) and no copy. A server's grpc-js hands over each message in a buffer of its
+ * own, gRPC header first; when the sender used this module's layout (id, then payload, then
+ * routing), the new tail is never longer than the old one and fits where it was. Null when
+ * the bytes around `data` are anything else: the caller encodes a fresh message instead.
+ */
+export function receivedPutChunk(chunkId: string, data: Buffer): EncodedPutChunk | null {
+  const header = 2 + CHUNK_ID_LENGTH + 1 + varintLength(data.byteLength);
+  // The buffer must be exactly one framed message, starting with its gRPC header.
+  if (data.byteOffset !== FRAME_HEADER_BYTES + header || chunkId.length !== CHUNK_ID_LENGTH) return null;
+  const whole = Buffer.from(data.buffer, 0, data.buffer.byteLength);
+  if (whole[0] !== 0 || whole.readUInt32BE(1) !== whole.byteLength - FRAME_HEADER_BYTES) return null;
+  const start = FRAME_HEADER_BYTES;
+  if (whole[start] !== TAG_CHUNK_ID || whole[start + 1] !== CHUNK_ID_LENGTH || whole[start + 2 + CHUNK_ID_LENGTH] !== TAG_DATA) return null;
+  if (whole.toString("latin1", start + 2, start + 2 + CHUNK_ID_LENGTH) !== chunkId) return null;
+  const length = Buffer.alloc(varintLength(data.byteLength));
+  writeVarint(length, 0, data.byteLength);
+  if (!whole.subarray(start + 3 + CHUNK_ID_LENGTH, start + header).equals(length)) return null;
+  return { message: whole.subarray(start, start + header + data.byteLength), data, backing: whole };
+}
+
 /** Writes the chunk id (64 lowercase hex characters) once the payload is hashed. */
 export function setPutChunkId(encoded: EncodedPutChunk, chunkId: string) {
   if (chunkId.length !== CHUNK_ID_LENGTH) throw new Error(`chunk id must be ${CHUNK_ID_LENGTH} characters`);
