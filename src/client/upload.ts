@@ -7,7 +7,7 @@ import { open, type FileHandle } from "node:fs/promises";
 import { formatHostPort } from "../core/address";
 import { chunkIdOf, contentHashOf } from "../core/chunk-id";
 import { DropboxError, errorMessage, invalidArgument, unavailable } from "../core/errors";
-import { CHAIN_REPLICATION_MIN_CHUNK_BYTES, CHUNK_RPC_TIMEOUT_MS, UPLOAD_GC_INTERVAL_BYTES, CLIENT_INFLIGHT_BUDGET_BYTES, MAX_CHUNK_SIZE_BYTES, MAX_FILE_CHUNKS, MIN_CHUNK_SIZE_BYTES, PUT_RETRY_ATTEMPTS, PUT_TARGETS_BATCH_CHUNKS } from "../core/limits";
+import { CHAIN_REPLICATION_MIN_CHUNK_BYTES, CHUNK_RPC_TIMEOUT_MS, CLIENT_INFLIGHT_BUDGET_BYTES, MAX_CHUNK_SIZE_BYTES, MAX_FILE_CHUNKS, MIN_CHUNK_SIZE_BYTES, PUT_RETRY_ATTEMPTS, PUT_TARGETS_BATCH_CHUNKS } from "../core/limits";
 import { assertName } from "../core/names";
 import { Semaphore } from "../core/semaphore";
 import { type EncodedPutChunk, layoutPutChunk, putChunkMessageCapacity, setPutChunkId, withRouting } from "../rpc/put-chunk-message";
@@ -197,13 +197,7 @@ export async function uploadFile(options: UploadOptions): Promise<UploadResult> 
     // One message buffer per permit, reused for the whole upload (see put-chunk-message.ts).
     const freeBuffers: Buffer[] = [];
     const backingOf = new Map<Chunk, Buffer>();
-    let placedSinceCollection = 0;
     const finished = (chunk: Chunk) => {
-      placedSinceCollection += chunk.data.byteLength;
-      if (placedSinceCollection >= UPLOAD_GC_INTERVAL_BYTES) {
-        placedSinceCollection = 0;
-        Bun.gc(true);
-      }
       const backing = backingOf.get(chunk);
       if (backing) {
         backingOf.delete(chunk);

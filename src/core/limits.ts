@@ -17,13 +17,6 @@ export const MAX_MESSAGE_BYTES = MAX_CHUNK_SIZE_BYTES + 1 * MiB;
  * several MiB of RSS in gRPC and HTTP/2 buffers (8: 197 MB, 16: 267 MB, 32: 358 MB, 64: 562 MB).
  */
 export const CLIENT_INFLIGHT_BUDGET_BYTES = 16 * MiB;
-/**
- * An upload collects garbage synchronously after every this many bytes placed. gRPC's framing
- * copies are large buffers the collector does not feel; collecting every 2 in-flight budgets
- * kept a 1 GiB upload at ~145 MiB RSS instead of ~175-195 MiB, with no measurable slowdown
- * (every 16 MiB cost 15%). Downloads are not collected this way: it cost them 13-20%.
- */
-export const UPLOAD_GC_INTERVAL_BYTES = 2 * CLIENT_INFLIGHT_BUDGET_BYTES;
 /** Chunks per RequestPutTargets batch: one round trip per batch instead of per chunk. */
 export const PUT_TARGETS_BATCH_CHUNKS = 16;
 /**
