@@ -218,7 +218,8 @@ export async function uploadFile(options: UploadOptions): Promise<UploadResult> 
         await permits.acquire();
       }
       const offset = index * chunkSize;
-      const backing = freeBuffers.pop() ?? Buffer.allocUnsafe(putChunkMessageCapacity(chunkSize));
+      // A file smaller than one chunk needs a buffer of its size, not the chunk size's.
+      const backing = freeBuffers.pop() ?? Buffer.allocUnsafe(putChunkMessageCapacity(Math.min(chunkSize, size)));
       const encoded = layoutPutChunk(backing, Math.min(chunkSize, size - offset));
       const data = await readInto(handle, encoded.data, offset, path);
       const id = chunkIdOf(data);
