@@ -287,3 +287,51 @@ describe("unreachable peers", () => {
     expect(unavailableCause("Something. Resolution note: ")).toBe("Something.");
   });
 });
+
+describe("receiving into reused buffers", () => {
+  const framed = (message: Buffer) => {
+    const out = Buffer.alloc(5 + message.length);
+    out.writeUInt32BE(message.length, 1);
+    message.copy(out, 5);
+    return out;
+  };
+
+  test("the decoder yields each framed message whole, however the bytes are split", async () => {
+    const { StreamDecoder } = await import("@grpc/grpc-js/build/src/stream-decoder");
+    await import("../src/rpc/receive-buffers");
+    const messages = [0, 1, 300, 70_000, 300_000, 4 * 1024 * 1024 + 77, 5].map((n, i) => Buffer.alloc(n, i + 1));
+    const stream = Buffer.concat(messages.map(framed));
+    let seed = 7;
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    for (let round = 0; round < 20; round++) {
+      const decoder = new StreamDecoder(-1);
+      const out: Buffer[] = [];
+      for (let at = 0; at < stream.length; ) {
+        // Pieces from 1 byte to 64 KiB, as HTTP/2 frames and socket reads would cut them.
+        const n = Math.max(1, Math.floor(random() ** 3 * 65536));
+        out.push(...decoder.write(stream.subarray(at, at + n)));
+        at += n;
+      }
+      expect(out.map((b) => b.length)).toEqual(messages.map((m) => m.length + 5));
+      out.forEach((b, i) => expect(b.equals(framed(messages[i]!))).toBe(true));
+    }
+    expect(() => new StreamDecoder(100).write(framed(Buffer.alloc(101)))).toThrow(/larger than max/);
+  });
+
+  test("a released buffer takes the next message of its size; an unreleased one is never reused", async () => {
+    const { StreamDecoder } = await import("@grpc/grpc-js/build/src/stream-decoder");
+    const { releaseReceived } = await import("../src/rpc/receive-buffers");
+    const decoder = new StreamDecoder(-1);
+    const [first] = decoder.write(framed(Buffer.alloc(1024 * 1024, 1)));
+    const [second] = decoder.write(framed(Buffer.alloc(1024 * 1024, 2)));
+    expect(second!.buffer).not.toBe(first!.buffer);
+    releaseReceived(first!.subarray(5)); // any view of it will do
+    releaseReceived(first!.subarray(5)); // a second release is ignored
+    const [third] = decoder.write(framed(Buffer.alloc(1024 * 1024, 3)));
+    expect(third!.buffer).toBe(first!.buffer);
+    const [fourth] = decoder.write(framed(Buffer.alloc(1024 * 1024, 4)));
+    expect(fourth!.buffer).not.toBe(first!.buffer);
+    expect(second!.subarray(5).every((b) => b === 2)).toBe(true);
+    expect(third!.subarray(5).every((b) => b === 3)).toBe(true);
+  });
+});

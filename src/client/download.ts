@@ -12,6 +12,7 @@ import { DropboxError, dataLoss, errorMessage, unavailable } from "../core/error
 import { CHUNK_RPC_TIMEOUT_MS, CLIENT_INFLIGHT_BUDGET_BYTES } from "../core/limits";
 import { assertName } from "../core/names";
 import { writeOut } from "../core/stdio";
+import { releaseReceived } from "../rpc/receive-buffers";
 import type { ChunkPool, TransferMaster } from "../rpc/client";
 import type { ChunkLocation, FileInfo, StorageNode } from "../rpc/messages";
 
@@ -125,6 +126,8 @@ export async function downloadFile(options: DownloadOptions): Promise<FileInfo> 
       startNext();
       await sink.write(data);
       done += data.byteLength;
+      // Written and hashed: the next chunk may land in this buffer.
+      releaseReceived(data);
       options.onProgress?.(done);
     }
     await sink.finish();

@@ -10,6 +10,7 @@ import type * as m from "../rpc/messages";
 import { batchHandler } from "../rpc/batch";
 import { GET_CHUNK_HEADROOM_BYTES, getChunkResponse } from "../rpc/get-chunk-message";
 import { receivedPutChunk } from "../rpc/put-chunk-message";
+import { releaseReceived } from "../rpc/receive-buffers";
 import { rpcCounters, unary } from "../rpc/server";
 import { assertForwardList, forwardChunk } from "./chain";
 import type { ChunkStore } from "./chunk-store";
@@ -54,6 +55,9 @@ export function storageService(store: ChunkStore, pool: StoragePool, log: Log, i
       const received = forwardTo.length > 0 ? receivedPutChunk(id, data) : null;
       const [alreadyPresent, chain] = await Promise.all([store.put(id, data), forwardChunk(pool, id, data, forwardTo, request.forwardGrants ?? [], received)]);
       if (forwardTo.length > 0) rpcCounters.bytesOut += data.byteLength;
+      // On disk and passed on: the next chunk may land in this buffer. After a failed forward a
+      // send of these bytes might still be queued, so the buffer is left to the collector.
+      if (chain.failures.length === 0) releaseReceived(data);
       return { status: "OK", alreadyPresent, storedNodeIds: chain.stored, chainFailures: chain.failures };
     }, log),
 

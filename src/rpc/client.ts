@@ -1,5 +1,6 @@
 /** gRPC client plumbing: channel options, typed calls with deadlines, and a pool of node channels. */
 import * as grpc from "@grpc/grpc-js";
+import "./receive-buffers"; // large received messages land in reused buffers
 import { FLOW_CONTROL_WINDOW_BYTES, MAX_MESSAGE_BYTES, MAX_POOLED_CHANNELS, METADATA_RPC_TIMEOUT_MS } from "../core/limits";
 import { HealthClient, MasterServiceClient, ProcessServiceClient, StorageServiceClient } from "./proto";
 import { passThroughPreEncoded, type PreEncodedPutChunk } from "./put-chunk-message";

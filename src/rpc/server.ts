@@ -1,5 +1,6 @@
 /** gRPC server plumbing shared by master and node: binding, handler adaptation, health. */
 import * as grpc from "@grpc/grpc-js";
+import "./receive-buffers"; // large received messages land in reused buffers
 import { formatHostPort } from "../core/address";
 import { DropboxError, invalidArgument } from "../core/errors";
 import { MAX_MESSAGE_BYTES } from "../core/limits";

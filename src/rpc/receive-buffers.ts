@@ -1,0 +1,111 @@
+/**
+ * Received chunk messages land in reused buffers instead of fresh ones.
+ *
+ * grpc-js collects a message's HTTP/2 pieces and copies them into a new buffer once the last
+ * one arrives: for every 4 MiB chunk, 4 MiB of fresh memory, page-faulted in and left to the
+ * collector. A download of 1 GiB churned through 1 GiB that way (peak RSS 250-400 MiB), and
+ * so did the nodes taking an upload. Here the decoder copies each piece straight into a
+ * buffer of the message's size as it arrives (the same one copy), taken from a small free
+ * list for large messages; code done with a received chunk hands its buffer back with
+ * `releaseReceived`. A buffer never handed back is simply collected, as before.
+ *
+ * This replaces grpc-js's StreamDecoder.write (checked at start-up, like framing.ts); its
+ * output is the same: each framed message (5-byte header, then the message) in a buffer of
+ * its own.
+ */
+import { StreamDecoder } from "@grpc/grpc-js/build/src/stream-decoder";
+import { FRAME_HEADER_BYTES } from "./framing";
+
+/** Messages at least this large use pooled buffers: below it allocation is cheap and pooled by the runtime. */
+const POOLED_MIN_BYTES = 256 * 1024;
+/** Pooled sizes are rounded up to this, so messages of one chunk size share buffers. */
+const POOL_GRANULE_BYTES = 64 * 1024;
+/** Free bytes kept for reuse at most: the rest is left to the collector. */
+const POOL_MAX_FREE_BYTES = 48 * 1024 * 1024;
+
+/** Free buffers by capacity. */
+const free = new Map<number, Buffer[]>();
+let freeBytes = 0;
+/** Buffers this module handed out and not yet got back, by their memory. */
+const lent = new WeakMap<ArrayBufferLike, Buffer>();
+
+function take(size: number): Buffer {
+  if (size < POOLED_MIN_BYTES) return Buffer.allocUnsafe(size);
+  const capacity = Math.ceil(size / POOL_GRANULE_BYTES) * POOL_GRANULE_BYTES;
+  const list = free.get(capacity);
+  let buffer = list?.pop();
+  if (buffer) freeBytes -= capacity;
+  else buffer = Buffer.allocUnsafeSlow(capacity);
+  lent.set(buffer.buffer, buffer);
+  return buffer.subarray(0, size);
+}
+
+/**
+ * Hands back the buffer behind a received chunk (any view into it) for reuse. Call it only
+ * when nothing will read those bytes again, including a send still in progress.
+ */
+export function releaseReceived(view: Uint8Array): void {
+  const buffer = lent.get(view.buffer);
+  if (!buffer) return; // not ours, or already back
+  lent.delete(view.buffer);
+  if (freeBytes + buffer.byteLength > POOL_MAX_FREE_BYTES) return;
+  let list = free.get(buffer.byteLength);
+  if (!list) free.set(buffer.byteLength, (list = []));
+  list.push(buffer);
+  freeBytes += buffer.byteLength;
+}
+
+/** The decoder's state, as grpc-js's own constructor sets it up (fields used here only). */
+interface DecoderState {
+  maxReadMessageLength: number;
+  /** Bytes of the 5-byte header read so far, and the header itself. */
+  headerFill?: number;
+  header?: Buffer;
+  /** The message being filled, and how much of it is there. */
+  message?: Buffer | null;
+  messageFill?: number;
+}
+
+/** Splits `data` into framed messages, each in a buffer of its own; keeps partial state between calls. */
+function write(this: DecoderState, data: Buffer): Buffer[] {
+  const result: Buffer[] = [];
+  this.header ??= Buffer.alloc(FRAME_HEADER_BYTES);
+  this.headerFill ??= 0;
+  let at = 0;
+  while (at < data.length) {
+    if (!this.message) {
+      const n = Math.min(FRAME_HEADER_BYTES - this.headerFill, data.length - at);
+      data.copy(this.header, this.headerFill, at, at + n);
+      this.headerFill += n;
+      at += n;
+      if (this.headerFill < FRAME_HEADER_BYTES) break;
+      const size = this.header.readUInt32BE(1);
+      if (this.maxReadMessageLength !== -1 && size > this.maxReadMessageLength) {
+        throw new Error(`Received message larger than max (${size} vs ${this.maxReadMessageLength})`);
+      }
+      this.message = take(FRAME_HEADER_BYTES + size);
+      this.header.copy(this.message, 0);
+      this.messageFill = FRAME_HEADER_BYTES;
+      this.headerFill = 0;
+    }
+    const n = Math.min(this.message.length - this.messageFill!, data.length - at);
+    data.copy(this.message, this.messageFill!, at, at + n);
+    this.messageFill! += n;
+    at += n;
+    if (this.messageFill === this.message.length) {
+      result.push(this.message);
+      this.message = null;
+    }
+  }
+  return result;
+}
+
+function install() {
+  const prototype = StreamDecoder.prototype as unknown as { write: unknown };
+  if (typeof prototype.write !== "function" || typeof new StreamDecoder(-1).write !== "function") {
+    throw new Error("grpc-js internals changed: StreamDecoder.write is gone (src/rpc/receive-buffers.ts)");
+  }
+  prototype.write = write;
+}
+
+install();
