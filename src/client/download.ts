@@ -7,7 +7,7 @@ import { open, rename, unlink, type FileHandle } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { formatHostPort } from "../core/address";
-import { chunkIdOf, contentHashOf } from "../core/chunk-id";
+import { chunkIdOfAsync, contentHashOf } from "../core/chunk-id";
 import { DropboxError, dataLoss, errorMessage, unavailable } from "../core/errors";
 import { CHUNK_RPC_TIMEOUT_MS, CLIENT_INFLIGHT_BUDGET_BYTES } from "../core/limits";
 import { assertName } from "../core/names";
@@ -36,7 +36,7 @@ async function fetchChunk(master: TransferMaster, pool: ChunkPool, location: Chu
     for (const replica of replicas) {
       try {
         const { data } = await pool.get(addressOf(replica)).getChunk({ chunkId: location.chunkId }, CHUNK_RPC_TIMEOUT_MS, location.size);
-        if (data.byteLength === location.size && chunkIdOf(data) === location.chunkId) return data;
+        if (data.byteLength === location.size && (await chunkIdOfAsync(data)) === location.chunkId) return data;
         corrupt = true;
         failures.push(`${replica.nodeId}: returned bytes that do not match the chunk id`);
       } catch (err) {

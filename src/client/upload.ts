@@ -5,7 +5,7 @@
  */
 import { open, type FileHandle } from "node:fs/promises";
 import { formatHostPort } from "../core/address";
-import { chunkIdOf, contentHashOf } from "../core/chunk-id";
+import { chunkIdOf, chunkIdOfAsync, contentHashOf } from "../core/chunk-id";
 import { DropboxError, errorMessage, invalidArgument, unavailable } from "../core/errors";
 import { CHAIN_REPLICATION_MIN_CHUNK_BYTES, CHUNK_RPC_TIMEOUT_MS, CLIENT_INFLIGHT_BUDGET_BYTES, MAX_CHUNK_SIZE_BYTES, MAX_FILE_CHUNKS, MIN_CHUNK_SIZE_BYTES, PUT_RETRY_ATTEMPTS, PUT_TARGETS_BATCH_CHUNKS } from "../core/limits";
 import { assertName } from "../core/names";
@@ -222,7 +222,7 @@ export async function uploadFile(options: UploadOptions): Promise<UploadResult> 
       const backing = freeBuffers.pop() ?? Buffer.allocUnsafe(putChunkMessageCapacity(Math.min(chunkSize, size)));
       const encoded = layoutPutChunk(backing, Math.min(chunkSize, size - offset));
       const data = await readInto(handle, encoded.data, offset, path);
-      const id = chunkIdOf(data);
+      const id = await chunkIdOfAsync(data);
       chunks.push({ chunkId: id, size: data.byteLength });
       options.onProgress?.(offset + data.byteLength);
       if (seen.has(id)) {

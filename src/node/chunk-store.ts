@@ -4,7 +4,7 @@
  */
 import { mkdir, open, readdir, rename, rm, stat, statfs, unlink, utimes } from "node:fs/promises";
 import { join } from "node:path";
-import { assertChunkId, chunkIdOf } from "../core/chunk-id";
+import { assertChunkId, chunkIdOfAsync } from "../core/chunk-id";
 import type { ChunkRef } from "../rpc/messages";
 import { DropboxError, dataLoss, invalidArgument, notFound, resourceExhausted } from "../core/errors";
 import { MAX_CHUNK_SIZE_BYTES } from "../core/limits";
@@ -84,10 +84,10 @@ export class ChunkStore {
   }
 
   /** Stores `data` under `id` after checking that the id is the bytes' SHA-256. Returns true when a verified copy was already there. */
-  put(id: string, data: Uint8Array): Promise<boolean> {
+  async put(id: string, data: Uint8Array): Promise<boolean> {
     assertChunkId(id);
     if (data.byteLength === 0) throw invalidArgument("chunk is empty");
-    const actual = chunkIdOf(data);
+    const actual = await chunkIdOfAsync(data);
     if (actual !== id) throw invalidArgument(`chunk bytes do not match id ${id} (their SHA-256 is ${actual}); nothing stored`);
     const previous = this.putsInProgress.get(id) ?? Promise.resolve(false);
     const next = previous.catch(() => false).then(() => this.putVerified(id, data));
@@ -173,7 +173,7 @@ export class ChunkStore {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
       throw err;
     }
-    if (data.byteLength > 0 && chunkIdOf(data) === id) return data;
+    if (data.byteLength > 0 && (await chunkIdOfAsync(data)) === id) return data;
     await this.quarantine(id, size);
     throw dataLoss(`chunk ${id} failed verification on this node and was quarantined`);
   }

@@ -1,7 +1,7 @@
 /** StorageService handlers: validate what arrives, then hand it to the chunk store. */
 import type * as grpc from "@grpc/grpc-js";
 import { formatHostPort, isHostName } from "../core/address";
-import { assertChunkId, chunkIdOf } from "../core/chunk-id";
+import { assertChunkId, chunkIdOfAsync } from "../core/chunk-id";
 import { DropboxError, dataLoss, errorMessage, invalidArgument, unavailable } from "../core/errors";
 import type { Log } from "../core/log";
 import { CHUNK_RPC_TIMEOUT_MS, MAX_CHUNK_IDS_PER_REQUEST, MAX_CHUNK_SIZE_BYTES } from "../core/limits";
@@ -84,7 +84,7 @@ export function storageService(store: ChunkStore, pool: StoragePool, log: Log, i
           const { data } = await pool.get(formatHostPort(source.host, source.port)).getChunk({ chunkId: id }, CHUNK_RPC_TIMEOUT_MS);
           rpcCounters.bytesIn += data.byteLength;
           // The source verified its copy; verify again here, after the network.
-          if (chunkIdOf(data) !== id) throw dataLoss(`bytes from ${source.nodeId} do not match the chunk id`);
+          if ((await chunkIdOfAsync(data)) !== id) throw dataLoss(`bytes from ${source.nodeId} do not match the chunk id`);
           await store.put(id, data);
           return { sourceNodeId: source.nodeId, corruptSourceNodeIds: corrupt };
         } catch (err) {
