@@ -18,6 +18,9 @@ import { BaseServerInterceptingCall } from "@grpc/grpc-js/build/src/server-inter
 /** The gRPC message header: 1 byte compressed flag, 4 bytes length. */
 export const FRAME_HEADER_BYTES = 5;
 
+/** Messages that went out framed here, by direction: tests check the hooks are really taken. */
+export const framedCounts = { requests: 0, responses: 0 };
+
 /** Serialized message -> the same bytes with their gRPC header in front. */
 const framedOf = new WeakMap<Buffer, Buffer>();
 
@@ -59,12 +62,15 @@ function install() {
     const framed = framedOf.get(resolved.message);
     // Over the size limit: grpc-js's own path rejects it with its usual status.
     if (!framed || (this.maxSendMessageLength !== -1 && resolved.message.length > this.maxSendMessageLength)) return sendMessage.call(this, resolved);
+    framedCounts.requests++;
     return { message: framed, flags: resolved.flags };
   };
   const serializeMessage = server.serializeMessage;
   server.serializeMessage = function (value) {
     const framed = (value as { [FRAMED_RESPONSE]?: Buffer } | null)?.[FRAMED_RESPONSE];
-    return framed ?? serializeMessage.call(this, value);
+    if (!framed) return serializeMessage.call(this, value);
+    framedCounts.responses++;
+    return framed;
   };
 }
 

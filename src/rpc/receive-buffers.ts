@@ -40,6 +40,11 @@ function take(size: number): Buffer {
   return buffer.subarray(0, size);
 }
 
+/** Whether `view` lies in a buffer lent from the free list and not yet handed back. */
+export function isLent(view: Uint8Array): boolean {
+  return lent.has(view.buffer);
+}
+
 /**
  * Hands back the buffer behind a received chunk (any view into it) for reuse. Call it only
  * when nothing will read those bytes again, including a send still in progress.
