@@ -110,6 +110,9 @@ describe("faults", () => {
         expect(up.stderr).toBe("");
         expect(up.exitCode).toBe(0);
         expect(JSON.parse(up.stdout).files[0].chunksWritten).toBe(8);
+        // The routing around is visible: at least one copy went to node1 first and was retried.
+        expect(JSON.parse(up.stdout).files[0].retries).toBeGreaterThan(0);
+        expect(JSON.parse(up.stdout).totals.retries).toBe(JSON.parse(up.stdout).files[0].retries);
         expect((await cluster.chunkFiles(cluster.nodes[0]!)).size).toBe(0);
         const down = await cluster.run(["download", "f.bin", join(dir, "out.bin")]);
         expect(down.exitCode).toBe(0);

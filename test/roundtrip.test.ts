@@ -19,6 +19,8 @@ async function roundTrip(chunkArgs: string[], sizes: number[]) {
         expect(up.exitCode).toBe(0);
         const uploaded = JSON.parse(up.stdout).files[0];
         expect(uploaded.size).toBe(size);
+        // A healthy cluster needs no retries: one would be hiding a bug.
+        expect(uploaded.retries).toBe(0);
         const down = await cluster.run(["download", `sizes/${size}.bin`, output]);
         expect(down.exitCode).toBe(0);
         expect(await sha256File(output)).toBe(await sha256File(input));

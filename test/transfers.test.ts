@@ -119,6 +119,7 @@ describe("transfers", () => {
         // stderr in the assertion, so a failure says why.
         expect({ exitCode: up.exitCode, stderr: up.stderr }).toEqual({ exitCode: 0, stderr: "" });
         expect(JSON.parse(up.stdout).totals.files).toBe(1000);
+        expect(JSON.parse(up.stdout).totals.retries).toBe(0);
         started = Date.now();
         const down = await cluster.run(["download", "-r", "small", join(dir, "back"), "--quiet"]);
         const downMs = Date.now() - started;

@@ -42,13 +42,13 @@ export async function uploadCommand(paths: string[], flags: UploadFlags, argv: s
     report(
       flags,
       {
-        files: done.map((r) => ({ ...r.file, chunksWritten: r.chunksWritten, chunksDeduplicated: r.chunksDeduplicated })),
+        files: done.map((r) => ({ ...r.file, chunksWritten: r.chunksWritten, chunksDeduplicated: r.chunksDeduplicated, retries: r.retries })),
         skipped,
         failed,
-        totals: { files: done.length, bytes, elapsedMs },
+        totals: { files: done.length, bytes, elapsedMs, retries: done.reduce((sum, r) => sum + r.retries, 0) },
       },
       () => {
-        const lines = done.map((r) => `uploaded ${r.file.name} (${formatBytes(r.file.size)}, ${r.file.chunkCount} chunks, ${r.chunksWritten} copies written, ${r.chunksDeduplicated} deduplicated)`);
+        const lines = done.map((r) => `uploaded ${r.file.name} (${formatBytes(r.file.size)}, ${r.file.chunkCount} chunks, ${r.chunksWritten} copies written, ${r.chunksDeduplicated} deduplicated${r.retries ? `, ${r.retries} retried` : ""})`);
         for (const f of failed) lines.push(`FAILED ${f.name} (${f.path}): ${f.error.message}`);
         if (items.length === 0) lines.push("no files to upload");
         else if (items.length > 1) lines.push(`${done.length} of ${items.length} files uploaded, ${formatBytes(bytes)} in ${formatDuration(elapsedMs)}`);

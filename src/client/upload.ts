@@ -32,6 +32,11 @@ export interface UploadResult {
   chunksWritten: number;
   /** Distinct chunks the cluster already held enough copies of. */
   chunksDeduplicated: number;
+  /**
+   * Copies that failed on a target and were written elsewhere, plus chunks sent again because
+   * they vanished before the commit. 0 on a healthy cluster: anything else is worth a look.
+   */
+  retries: number;
 }
 
 interface Chunk {
@@ -79,6 +84,7 @@ class Upload {
   readonly stored = new Map<string, string[]>();
   chunksWritten = 0;
   chunksDeduplicated = 0;
+  retries = 0;
 
   constructor(
     private readonly master: TransferMaster,
@@ -116,6 +122,7 @@ class Upload {
       }
       if (targets.every((t) => outcomes.get(t.nodeId)!.stored)) return;
       if (attempt >= PUT_RETRY_ATTEMPTS) throw unavailable(`could not store chunk ${chunk.id.slice(0, 12)}… on enough nodes; last failure: ${lastError || "nodes not reached"}`);
+      this.retries += targets.filter((t) => !outcomes.get(t.nodeId)!.stored).length;
       const retry = await this.master.requestPutTargets({ chunks: [{ chunkId: chunk.id, size: chunk.data.byteLength, excludeNodeIds: excluded, holderNodeIds: holders }] });
       const next = retry.placements[0];
       targets = next?.targets ?? [];
@@ -242,7 +249,7 @@ export async function uploadFile(options: UploadOptions): Promise<UploadResult> 
     if (failure) throw failure;
 
     const file = await commit(options, upload, handle, name, size, chunks);
-    return { file, chunksWritten: upload.chunksWritten, chunksDeduplicated: upload.chunksDeduplicated };
+    return { file, chunksWritten: upload.chunksWritten, chunksDeduplicated: upload.chunksDeduplicated, retries: upload.retries };
   } finally {
     await handle.close();
   }
@@ -271,6 +278,7 @@ async function commit(options: UploadOptions, upload: Upload, handle: FileHandle
       const data = await readChunk(handle, index * chunkSize, chunks[index]!.size, path);
       if (chunkIdOf(data) !== missingId) throw invalidArgument(`${path} changed while it was being uploaded`);
       upload.stored.delete(missingId);
+      upload.retries++;
       const placement = await master.requestPutTargets({ chunks: [{ chunkId: missingId, size: data.byteLength }] });
       await upload.place({ id: missingId, data }, { ...placement.placements[0]!, existingNodeIds: [] });
     }
