@@ -5,6 +5,7 @@
  */
 import { FRAME_HEADER_BYTES, frame, framedResponse } from "./framing";
 import type { GetChunkResponse } from "./messages";
+import { varintLength, writeVarint } from "./varint";
 
 const TAG_DATA = 0x0a; // GetChunkResponse.data = 1, wire type 2 (length-delimited)
 /** A varint of a chunk's length (at most 64 MiB) takes at most 4 bytes; 5 covers any 32-bit length. */
@@ -12,15 +13,6 @@ const MAX_LENGTH_VARINT_BYTES = 5;
 
 /** Bytes to leave free before a chunk read from disk so that `getChunkResponse` can frame it in place. */
 export const GET_CHUNK_HEADROOM_BYTES = FRAME_HEADER_BYTES + 1 + MAX_LENGTH_VARINT_BYTES;
-
-function varintLength(n: number): number {
-  let length = 1;
-  while (n >= 0x80) {
-    n = Math.floor(n / 128);
-    length++;
-  }
-  return length;
-}
 
 /**
  * The response for `data`, which must sit in its buffer at least GET_CHUNK_HEADROOM_BYTES
@@ -31,12 +23,6 @@ export function getChunkResponse(data: Buffer): GetChunkResponse {
   if (data.byteOffset < FRAME_HEADER_BYTES + header) throw new Error("no headroom before the chunk for its headers");
   const message = Buffer.from(data.buffer, data.byteOffset - header, header + data.byteLength);
   message[0] = TAG_DATA;
-  let offset = 1;
-  let n = data.byteLength;
-  while (n >= 0x80) {
-    message[offset++] = (n & 0x7f) | 0x80;
-    n = Math.floor(n / 128);
-  }
-  message[offset] = n;
+  writeVarint(message, 1, data.byteLength);
   return framedResponse({ data }, frame(message));
 }

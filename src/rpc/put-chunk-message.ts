@@ -6,6 +6,7 @@
  */
 import { FRAME_HEADER_BYTES, frame } from "./framing";
 import type { Grant, PutChunkRequest, StorageNode } from "./messages";
+import { varintLength, writeVarint } from "./varint";
 
 /** A PutChunk message laid out in a buffer: `data` is where the chunk's bytes go. */
 export interface EncodedPutChunk {
@@ -39,25 +40,6 @@ const TAG_GRANT_EXPIRES = 0x08; // Grant.expires_at_ms = 1, varint
 const TAG_GRANT_MAC = 0x12; // Grant.mac = 2
 /** Room after the payload for a forward list: up to 6 nodes with 255-byte hosts and 64-byte ids. */
 const FORWARD_LIST_ROOM_BYTES = 4096;
-
-function varintLength(n: number): number {
-  let length = 1;
-  while (n >= 0x80) {
-    n = Math.floor(n / 128);
-    length++;
-  }
-  return length;
-}
-
-/** Writes `n` as a varint at `offset`; returns the offset after it. */
-function writeVarint(buf: Buffer, offset: number, n: number): number {
-  while (n >= 0x80) {
-    buf[offset++] = (n & 0x7f) | 0x80;
-    n = Math.floor(n / 128);
-  }
-  buf[offset++] = n;
-  return offset;
-}
 
 /** Bytes a buffer needs to hold the framed message for a chunk of up to `size` bytes, with a forward list. */
 export function putChunkMessageCapacity(size: number): number {
