@@ -9,6 +9,7 @@ import { chunkIdOf, chunkIdOfAsync, contentHashOf } from "../core/chunk-id";
 import { DropboxError, errorMessage, invalidArgument, unavailable } from "../core/errors";
 import { CHAIN_REPLICATION_MIN_CHUNK_BYTES, CHUNK_RPC_TIMEOUT_MS, CLIENT_INFLIGHT_BUDGET_BYTES, MAX_CHUNK_SIZE_BYTES, MAX_FILE_CHUNKS, MIN_CHUNK_SIZE_BYTES, PUT_RETRY_ATTEMPTS, PUT_TARGETS_BATCH_CHUNKS } from "../core/limits";
 import { assertName } from "../core/names";
+import { readFully } from "../core/read-fully";
 import { Semaphore } from "../core/semaphore";
 import { type EncodedPutChunk, layoutPutChunk, putChunkMessageCapacity, setPutChunkId, withRouting } from "../rpc/put-chunk-message";
 import type { ChunkPool, TransferMaster } from "../rpc/client";
@@ -68,13 +69,7 @@ async function readChunk(handle: FileHandle, offset: number, length: number, pat
 
 /** Fills `data` from the file at `offset`. */
 async function readInto(handle: FileHandle, data: Buffer, offset: number, path: string): Promise<Buffer> {
-  const length = data.byteLength;
-  let filled = 0;
-  while (filled < length) {
-    const { bytesRead } = await handle.read(data, filled, length - filled, offset + filled);
-    if (bytesRead === 0) throw invalidArgument(`${path} shrank while it was being uploaded`);
-    filled += bytesRead;
-  }
+  if ((await readFully(handle, data, offset)) < data.byteLength) throw invalidArgument(`${path} shrank while it was being uploaded`);
   return data;
 }
 

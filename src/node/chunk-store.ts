@@ -8,6 +8,7 @@ import { assertChunkId, chunkIdOfAsync } from "../core/chunk-id";
 import type { ChunkRef } from "../rpc/messages";
 import { DropboxError, dataLoss, invalidArgument, notFound, resourceExhausted } from "../core/errors";
 import { MAX_CHUNK_SIZE_BYTES } from "../core/limits";
+import { readFully } from "../core/read-fully";
 
 /** What the store holds, for heartbeats. */
 export interface StoreUsage {
@@ -158,13 +159,7 @@ export class ChunkStore {
         if (size > MAX_CHUNK_SIZE_BYTES) data = Buffer.alloc(0);
         else {
           const buffer = Buffer.allocUnsafe(headroom + size);
-          let filled = 0;
-          while (filled < size) {
-            const { bytesRead } = await handle.read(buffer, headroom + filled, size - filled, filled);
-            if (bytesRead === 0) break;
-            filled += bytesRead;
-          }
-          data = buffer.subarray(headroom, headroom + filled);
+          data = buffer.subarray(headroom, headroom + (await readFully(handle, buffer.subarray(headroom), 0)));
         }
       } finally {
         await handle.close();
