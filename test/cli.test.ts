@@ -2,7 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import { copyFile, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { BIN, randomBytes, runCli, waitFor, withCluster, withTempDir } from "./harness";
+import { BIN, cliCommandLine, randomBytes, runCli, waitFor, withCluster, withTempDir } from "./harness";
 
 /** No bundled source or stack frames ever reach the user. */
 function expectOneLineError(stderr: string, pattern: RegExp) {
@@ -136,7 +136,7 @@ describe("cli", () => {
 
 /** Runs `dropbox ARGS | cat` in a shell and returns what came out of the pipe, the CLI's exit code and its stderr. */
 async function throughShellPipe(args: string[], env: Record<string, string>) {
-  const quoted = [BIN, ...args].map((a) => `'${a.replaceAll("'", `'\\''`)}'`).join(" ");
+  const quoted = cliCommandLine(args);
   // PIPESTATUS is bash's; the CLI's own exit code goes to stderr's last line.
   const proc = Bun.spawn(["bash", "-c", `${quoted} | cat; echo "exit=\${PIPESTATUS[0]}" >&2`], { env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" });
   const [stdout, stderr] = await Promise.all([new Response(proc.stdout).bytes(), new Response(proc.stderr).text(), proc.exited]);
@@ -175,7 +175,7 @@ describe("output through a pipe", () => {
         expect(down.stdout.byteLength).toBe(data.byteLength);
         expect(Buffer.from(down.stdout).equals(data)).toBe(true);
 
-        const proc = Bun.spawn(["bash", "-c", `'${BIN}' download blob - | head -c 100 >/dev/null; echo "exit=\${PIPESTATUS[0]}" >&2`], {
+        const proc = Bun.spawn(["bash", "-c", `${cliCommandLine(["download", "blob", "-"])} | head -c 100 >/dev/null; echo "exit=\${PIPESTATUS[0]}" >&2`], {
           env: { ...process.env, DROPBOX_MASTER: cluster.master.address },
           stdout: "pipe",
           stderr: "pipe",

@@ -40,6 +40,11 @@ export async function runCli(args: string[], options: { env?: Record<string, str
   return { exitCode, stdout, stderr };
 }
 
+/** `dropbox ARGS` as one shell word list, each argument single-quoted, for tests that need a shell (pipes, terminals). */
+export function cliCommandLine(args: string[]): string {
+  return [BIN, ...args].map((a) => `'${a.replaceAll("'", `'\\''`)}'`).join(" ");
+}
+
 /** One server process of a test cluster. */
 export class ServerProcess {
   proc: Subprocess | null = null;

@@ -6,13 +6,13 @@
 import { describe, expect, test } from "bun:test";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { BIN, randomBytes, withCluster, withTempDir } from "./harness";
+import { cliCommandLine, randomBytes, withCluster, withTempDir } from "./harness";
 
 const ESC = "\x1b[";
 
 /** Runs the CLI on a pseudo-terminal 100 columns wide; returns everything it drew and its exit code. */
 async function onTerminal(args: string[], env: Record<string, string>) {
-  const quoted = [BIN, ...args].map((a) => `'${a.replaceAll("'", `'\\''`)}'`).join(" ");
+  const quoted = cliCommandLine(args);
   // Outside CI: under CI=true the CLI rightly draws nothing live.
   const { CI: _ci, ...rest } = process.env;
   const proc = Bun.spawn(["script", "-qec", `stty cols 100 rows 40; exec ${quoted}`, "/dev/null"], { env: { ...rest, ...env }, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
