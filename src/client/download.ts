@@ -9,9 +9,10 @@ import { randomBytes } from "node:crypto";
 import { formatHostPort } from "../core/address";
 import { chunkIdOfAsync, contentHashOf } from "../core/chunk-id";
 import { DropboxError, dataLoss, errorMessage, unavailable } from "../core/errors";
-import { CHUNK_RPC_TIMEOUT_MS, CLIENT_INFLIGHT_BUDGET_BYTES } from "../core/limits";
+import { CHUNK_RPC_TIMEOUT_MS, CLIENT_INFLIGHT_BUDGET_BYTES, UNCACHED_WRITE_MIN_BYTES } from "../core/limits";
 import { assertName } from "../core/names";
 import { writeOut } from "../core/stdio";
+import { UncachedFile } from "../core/uncached-file";
 import { releaseReceived } from "../rpc/receive-buffers";
 import type { ChunkPool, TransferMaster } from "../rpc/client";
 import type { ChunkLocation, FileInfo, StorageNode } from "../rpc/messages";
@@ -65,21 +66,27 @@ interface Sink {
   abort(): Promise<void>;
 }
 
-async function fileSink(output: string): Promise<Sink> {
+/** A temp file beside `output`, renamed over it once complete and durable; large files go past the page cache. */
+async function fileSink(output: string, size: number): Promise<Sink> {
   const tmpPath = join(dirname(output), `.${basename(output)}.${randomBytes(4).toString("hex")}.dropbox-part`);
-  const handle: FileHandle = await open(tmpPath, "wx", 0o644);
+  const file = size >= UNCACHED_WRITE_MIN_BYTES ? await UncachedFile.create(tmpPath, 0o644) : null;
+  const handle: FileHandle | null = file ? null : await open(tmpPath, "wx", 0o644);
   return {
     async write(data) {
+      if (file) return file.append(data);
       let written = 0;
-      while (written < data.byteLength) written += (await handle.write(data, written, data.byteLength - written)).bytesWritten;
+      while (written < data.byteLength) written += (await handle!.write(data, written, data.byteLength - written)).bytesWritten;
     },
     async finish() {
-      await handle.sync();
-      await handle.close();
+      if (file) await file.commit();
+      else {
+        await handle!.sync();
+        await handle!.close();
+      }
       await rename(tmpPath, output);
     },
     async abort() {
-      await handle.close().catch(() => {});
+      await (file ?? handle!).close().catch(() => {});
       await unlink(tmpPath).catch(() => {});
     },
   };
@@ -106,7 +113,7 @@ export async function downloadFile(options: DownloadOptions): Promise<FileInfo> 
     throw dataLoss(`the master's manifest of ${name} is inconsistent with its content hash`);
   }
 
-  const sink = options.output === "-" ? stdoutSink(name) : await fileSink(options.output);
+  const sink = options.output === "-" ? stdoutSink(name) : await fileSink(options.output, file.size);
   try {
     const window = Math.max(1, Math.floor(CLIENT_INFLIGHT_BUDGET_BYTES / Math.max(file.chunkSize, 1)));
     const fetches: Promise<Buffer>[] = [];

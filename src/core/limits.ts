@@ -25,6 +25,12 @@ export const PUT_TARGETS_BATCH_CHUNKS = 16;
  * from the client, where many of them share one batched call per node.
  */
 export const CHAIN_REPLICATION_MIN_CHUNK_BYTES = 1024 * 1024;
+/**
+ * Files at least this large are written past the page cache (core/uncached-file.ts): big
+ * writes save the page-cache copy, while small chunks are cheap to cache and likely to be
+ * read back soon.
+ */
+export const UNCACHED_WRITE_MIN_BYTES = 256 * KiB;
 /** Attempts to place one chunk on a fresh node after a target failed before the upload gives up. */
 export const PUT_RETRY_ATTEMPTS = 4;
 /** Chunks a single file may have: bounds manifest messages and master memory per request (1 TiB at 4 MiB chunks). */

@@ -7,8 +7,9 @@ import { join } from "node:path";
 import { assertChunkId, chunkIdOfAsync } from "../core/chunk-id";
 import type { ChunkRef } from "../rpc/messages";
 import { DropboxError, dataLoss, invalidArgument, notFound, resourceExhausted } from "../core/errors";
-import { MAX_CHUNK_SIZE_BYTES } from "../core/limits";
+import { MAX_CHUNK_SIZE_BYTES, UNCACHED_WRITE_MIN_BYTES } from "../core/limits";
 import { readFully } from "../core/read-fully";
+import { UncachedFile } from "../core/uncached-file";
 
 /** What the store holds, for heartbeats. */
 export interface StoreUsage {
@@ -24,6 +25,27 @@ const FANOUT = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, 
 async function syncDirectory(path: string) {
   const handle = await open(path, "r");
   try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Writes a new file and fsyncs it; large ones past the page cache. */
+async function writeDurably(path: string, data: Uint8Array) {
+  if (data.byteLength >= UNCACHED_WRITE_MIN_BYTES) {
+    const file = await UncachedFile.create(path, 0o600);
+    try {
+      await file.append(data);
+      await file.commit();
+    } finally {
+      await file.close();
+    }
+    return;
+  }
+  const handle = await open(path, "wx", 0o600);
+  try {
+    await handle.writeFile(data);
     await handle.sync();
   } finally {
     await handle.close();
@@ -113,13 +135,7 @@ export class ChunkStore {
     }
     const tmpPath = join(this.tmpDir, `${id}.${process.pid}.${++this.tmpSequence}`);
     try {
-      const handle = await open(tmpPath, "wx", 0o600);
-      try {
-        await handle.writeFile(data);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
+      await writeDurably(tmpPath, data);
       const replaced = await stat(finalPath).then((s) => s.size, () => null);
       await rename(tmpPath, finalPath);
       await syncDirectory(join(this.chunksDir, id.slice(0, 2)));

@@ -1,0 +1,135 @@
+/**
+ * New files written past the page cache (O_DIRECT), for the large sequential writes a
+ * store makes: chunk files on nodes, downloaded files on clients.
+ *
+ * Buffered, every byte is first copied into a fresh page-cache page, and fsync then writes
+ * those pages back. On the 2-core VMs we measure on, that copy was ~14% of a node's CPU
+ * during an upload and a third of a download client's; direct, the disk reads our buffer.
+ * Download of 1 GiB: 3.2-3.7 s -> 2.4-2.9 s, client system time 1.4 -> 0.4 s.
+ *
+ * O_DIRECT wants the memory, the file offset and the length aligned to the device's block.
+ * Bytes are staged in an aligned buffer (a memcpy, far cheaper than the page-cache copy),
+ * the last block is zero-padded and the file truncated to its length at the end. Writes
+ * that cannot be aligned, and filesystems that refuse O_DIRECT (tmpfs before Linux 6.6,
+ * some FUSE), get ordinary buffered writes: the bytes on disk are the same either way.
+ */
+import { constants, ftruncateSync } from "node:fs";
+import { open, type FileHandle } from "node:fs/promises";
+import { ptr } from "bun:ffi";
+
+/** Alignment for memory, offsets and lengths: 4096 covers every logical block size in use. */
+const BLOCK_BYTES = 4096;
+/** One staged write at most: bounds a staging buffer, and 4 MiB writes run at disk speed. */
+const STAGING_BYTES = 4 * 1024 * 1024;
+/** Staging buffers kept for reuse: a node writes a few chunks at a time. */
+const STAGING_POOL_MAX = 8;
+
+const freeStaging: Buffer[] = [];
+
+/** An aligned STAGING_BYTES buffer from the pool. */
+function takeStaging(): Buffer {
+  const reused = freeStaging.pop();
+  if (reused) return reused;
+  const raw = Buffer.allocUnsafeSlow(STAGING_BYTES + BLOCK_BYTES);
+  const skew = (BLOCK_BYTES - (ptr(raw) % BLOCK_BYTES)) % BLOCK_BYTES;
+  return raw.subarray(skew, skew + STAGING_BYTES);
+}
+
+function giveBackStaging(buffer: Buffer) {
+  if (freeStaging.length < STAGING_POOL_MAX) freeStaging.push(buffer);
+}
+
+const roundUp = (n: number) => Math.ceil(n / BLOCK_BYTES) * BLOCK_BYTES;
+
+const isInvalid = (err: unknown) => (err as NodeJS.ErrnoException)?.code === "EINVAL";
+
+/** A new file filled front to back with `append`, then made durable with `commit`. */
+export class UncachedFile {
+  /** Bytes appended so far: the file's length once committed. */
+  private length = 0;
+  /** The file may extend past `length` with the zero padding of the last direct write. */
+  private padded = false;
+  private buffered: FileHandle | null;
+
+  private constructor(
+    private readonly path: string,
+    /** The O_DIRECT handle; null once the filesystem refused it. */
+    private direct: FileHandle | null,
+    buffered: FileHandle | null,
+  ) {
+    this.buffered = buffered;
+  }
+
+  /** Creates `path` (which must not exist) with `mode`. */
+  static async create(path: string, mode: number): Promise<UncachedFile> {
+    const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL;
+    try {
+      return new UncachedFile(path, await open(path, flags | constants.O_DIRECT, mode), null);
+    } catch (err) {
+      if (!isInvalid(err)) throw err;
+      // Refused: some filesystems create the file before refusing O_DIRECT, so no O_EXCL here.
+      return new UncachedFile(path, null, await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, mode));
+    }
+  }
+
+  /** Whether the bytes so far went past the page cache. */
+  get isDirect(): boolean {
+    return this.direct !== null;
+  }
+
+  /** Writes `data` right after what was appended before. */
+  async append(data: Uint8Array): Promise<void> {
+    let done = 0;
+    // Only block-aligned offsets can go direct; an unaligned one sends the rest buffered.
+    if (this.direct && this.length % BLOCK_BYTES === 0) {
+      const staging = takeStaging();
+      try {
+        while (done < data.byteLength && this.direct) {
+          const n = Math.min(STAGING_BYTES, data.byteLength - done);
+          staging.set(data.subarray(done, done + n));
+          const span = roundUp(n);
+          staging.fill(0, n, span);
+          try {
+            await writeAll(this.direct, staging.subarray(0, span), this.length + done);
+            this.padded = span > n;
+            done += n;
+          } catch (err) {
+            if (!isInvalid(err)) throw err;
+            // Accepted at open, refused at write (some FUSE filesystems): buffered from here on.
+            await this.direct.close();
+            this.direct = null;
+          }
+        }
+      } finally {
+        giveBackStaging(staging);
+      }
+    }
+    if (done < data.byteLength) await writeAll(await this.bufferedHandle(), data.subarray(done), this.length + done);
+    this.length += data.byteLength;
+  }
+
+  /** Cuts the padding, fsyncs and closes: the file is durable, `length` bytes long. */
+  async commit(): Promise<void> {
+    const handle = this.direct ?? (await this.bufferedHandle());
+    if (this.padded) ftruncateSync(handle.fd, this.length);
+    await handle.sync();
+    await this.close();
+  }
+
+  /** Closes without syncing (the caller is abandoning the file). */
+  async close(): Promise<void> {
+    await Promise.all([this.direct?.close(), this.buffered?.close()].map((p) => p?.catch(() => {})));
+    this.direct = null;
+    this.buffered = null;
+  }
+
+  private async bufferedHandle(): Promise<FileHandle> {
+    this.buffered ??= await open(this.path, constants.O_WRONLY);
+    return this.buffered;
+  }
+}
+
+async function writeAll(handle: FileHandle, data: Uint8Array, position: number) {
+  let written = 0;
+  while (written < data.byteLength) written += (await handle.write(data, written, data.byteLength - written, position + written)).bytesWritten;
+}

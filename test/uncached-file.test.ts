@@ -1,0 +1,77 @@
+/** Files written past the page cache hold exactly the bytes appended, whatever the sizes and the filesystem. */
+import { describe, expect, test } from "bun:test";
+import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile, rm, stat, statfs } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { UncachedFile } from "../src/core/uncached-file";
+
+const MiB = 1024 * 1024;
+/** Filesystems that have supported O_DIRECT for a decade: on them the direct path must be taken. */
+const DIRECT_FILESYSTEMS = new Set([0xef53 /* ext2/3/4 */, 0x58465342 /* xfs */, 0x9123683e /* btrfs */]);
+
+async function writeAndRead(dir: string, pieces: Buffer[]): Promise<{ bytes: Buffer; direct: boolean; mode: number }> {
+  const path = join(dir, `f-${randomBytes(4).toString("hex")}`);
+  const file = await UncachedFile.create(path, 0o640);
+  const direct = file.isDirect;
+  for (const piece of pieces) await file.append(piece);
+  await file.commit();
+  return { bytes: await readFile(path), direct, mode: (await stat(path)).mode & 0o777 };
+}
+
+async function inDir(root: string, body: (dir: string) => Promise<void>) {
+  const dir = await mkdtemp(join(root, "dropbox-uncached-"));
+  try {
+    await body(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+const shapes: [string, number[]][] = [
+  ["one block", [4096]],
+  ["one byte", [1]],
+  ["a block and a byte", [4097]],
+  ["one 4 MiB chunk", [4 * MiB]],
+  ["a chunk longer than one staged write", [9 * MiB + 123]],
+  ["aligned chunks then a short tail", [4 * MiB, 4 * MiB, 777]],
+  ["an unaligned piece, after which writes go buffered", [5000, 4 * MiB, 4096]],
+  ["nothing", []],
+];
+
+for (const [label, root] of [["the temp directory", tmpdir()], ["tmpfs", "/dev/shm"]] as const) {
+  describe(`uncached files on ${label}`, () => {
+    for (const [shape, sizes] of shapes) {
+      test(`${shape}: the file holds exactly the bytes appended`, async () => {
+        if (!existsSync(root)) throw new Error(`${root} is missing on this machine`);
+        await inDir(root, async (dir) => {
+          const pieces = sizes.map((n) => randomBytes(n));
+          const { bytes, mode } = await writeAndRead(dir, pieces);
+          expect(bytes.byteLength).toBe(sizes.reduce((a, b) => a + b, 0));
+          expect(bytes.equals(Buffer.concat(pieces))).toBe(true);
+          expect(mode).toBe(0o640);
+        });
+      });
+    }
+  });
+}
+
+describe("uncached files", () => {
+  test("go past the page cache where the filesystem supports it", async () => {
+    await inDir(tmpdir(), async (dir) => {
+      const { type } = await statfs(dir);
+      const { direct } = await writeAndRead(dir, [randomBytes(MiB)]);
+      if (DIRECT_FILESYSTEMS.has(type)) expect(direct).toBe(true);
+      else expect(typeof direct).toBe("boolean");
+    });
+  });
+  test("refuse to replace an existing file", async () => {
+    await inDir(tmpdir(), async (dir) => {
+      const path = join(dir, "taken");
+      await Bun.write(path, "keep me");
+      await expect(UncachedFile.create(path, 0o600)).rejects.toMatchObject({ code: "EEXIST" });
+      expect(await readFile(path, "utf8")).toBe("keep me");
+    });
+  });
+});
