@@ -1,4 +1,5 @@
 /** The dropbox executable: master, storage node, client and cluster supervisor in one. */
+import { tuneAllocator } from "./cli/allocator";
 import { main } from "./cli/main";
 import { writeErr } from "./core/stdio";
 
@@ -10,6 +11,7 @@ function crash(err: unknown) {
 process.on("uncaughtException", crash);
 process.on("unhandledRejection", crash);
 
+tuneAllocator(process.argv.slice(2));
 // No top-level await: the bytecode build (fast start-up) needs a CommonJS-compatible entry.
 // Commands print through core/stdio (synchronous writes), so nothing is left buffered to lose here.
 main(process.argv).then((code) => process.exit(code), crash);
