@@ -1,7 +1,7 @@
 /** Processes come up in any order and say when they are ready. */
 import { expect, test } from "bun:test";
 import { join } from "node:path";
-import { writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { checkHealth } from "../src/rpc/client";
 import { randomBytes, sha256File, TestCluster, waitFor, withTempDir } from "./harness";
 
@@ -38,5 +38,24 @@ test("a node started while the master is down keeps retrying and registers once 
     throw err;
   } finally {
     await cluster.stop();
+  }
+});
+
+test("a node re-executes itself, same pid, with the allocator tuned unless the user set it", async () => {
+  const environOf = async (pid: number) => (await readFile(`/proc/${pid}/environ`, "utf8")).split("\0");
+  const cluster = await TestCluster.start({ nodes: 1, replication: 1 });
+  try {
+    // The pid the harness spawned is the process serving: execve kept it.
+    expect(await environOf(cluster.nodes[0]!.pid)).toContain("MIMALLOC_PURGE_DELAY=5000");
+    // The master moves no chunk data and is left as started.
+    expect((await environOf(cluster.master.pid)).some((v) => v.startsWith("MIMALLOC_PURGE_DELAY="))).toBe(false);
+  } finally {
+    await cluster.stop();
+  }
+  const tuned = await TestCluster.start({ nodes: 1, replication: 1, env: { MIMALLOC_PURGE_DELAY: "250" } });
+  try {
+    expect(await environOf(tuned.nodes[0]!.pid)).toContain("MIMALLOC_PURGE_DELAY=250");
+  } finally {
+    await tuned.stop();
   }
 });
