@@ -12,7 +12,7 @@ import { framedCounts } from "../src/rpc/framing";
 import { GET_CHUNK_HEADROOM_BYTES, getChunkResponse } from "../src/rpc/get-chunk-message";
 import type * as m from "../src/rpc/messages";
 import { StorageServiceClient } from "../src/rpc/proto";
-import { layoutPutChunk, putChunkMessageCapacity, setPutChunkId, withRouting } from "../src/rpc/put-chunk-message";
+import { layoutPutChunk, putChunkMessageCapacity, receivedPutChunk, setPutChunkId, withRouting } from "../src/rpc/put-chunk-message";
 import { isLent } from "../src/rpc/receive-buffers";
 import { type RpcServer, startServer, unary } from "../src/rpc/server";
 
@@ -21,6 +21,7 @@ const stored = new Map<string, Buffer>();
 let server: RpcServer;
 let api: StorageApi;
 let receivedPooled = false;
+let forwardableInPlace = false;
 
 beforeAll(async () => {
   const log = () => {};
@@ -31,6 +32,8 @@ beforeAll(async () => {
       implementation: {
         PutChunk: unary<m.PutChunkRequest, m.PutChunkResponse>(async (request) => {
           receivedPooled = isLent(request.data);
+          // What a chain node does before passing the chunk on: reuse the message it got.
+          forwardableInPlace = receivedPutChunk(request.chunkId, Buffer.from(request.data.buffer, request.data.byteOffset, request.data.byteLength)) !== null;
           stored.set(request.chunkId, Buffer.from(request.data));
           return { status: "OK", alreadyPresent: false, storedNodeIds: [], chainFailures: [] };
         }, log),
@@ -52,7 +55,7 @@ afterAll(async () => {
 });
 
 describe("chunks on the wire", () => {
-  test("a pre-encoded PutChunk goes out framed in place and arrives whole, in a reused buffer", async () => {
+  test("a pre-encoded PutChunk goes out framed in place and arrives whole, in a reused buffer it can be forwarded from", async () => {
     const encoded = layoutPutChunk(Buffer.allocUnsafe(putChunkMessageCapacity(SIZE)), SIZE);
     randomBytes(SIZE).copy(encoded.data);
     const id = chunkIdOf(encoded.data);
@@ -62,6 +65,7 @@ describe("chunks on the wire", () => {
     expect(framedCounts.requests).toBe(before + 1);
     expect(chunkIdOf(stored.get(id)!)).toBe(id);
     expect(receivedPooled).toBe(true);
+    expect(forwardableInPlace).toBe(true);
   });
 
   test("a GetChunk response goes out framed in place and arrives whole, in a reused buffer", async () => {

@@ -6,6 +6,7 @@
  */
 import { FRAME_HEADER_BYTES, frame } from "./framing";
 import type { Grant, PutChunkRequest, StorageNode } from "./messages";
+import { isLent } from "./receive-buffers";
 import { varintLength, writeVarint } from "./varint";
 
 /** A PutChunk message laid out in a buffer: `data` is where the chunk's bytes go. */
@@ -98,17 +99,23 @@ export function withRouting(encoded: EncodedPutChunk, grant: Grant | null | unde
 
 /**
  * The received PutChunk message around `data`, ready to be sent on with a new routing tail
- * (withRouting) and no copy. A server's grpc-js hands over each message in a buffer of its
- * own, gRPC header first; when the sender used this module's layout (id, then payload, then
- * routing), the new tail is never longer than the old one and fits where it was. Null when
- * the bytes around `data` are anything else: the caller encodes a fresh message instead.
+ * (withRouting) and no copy. The server's decoder hands over each message framed (gRPC
+ * header first) in memory of its own: a buffer of exactly its size, or one lent from the
+ * pool of receive-buffers.ts. When the sender used this module's layout (id, then payload,
+ * then routing), the new tail is never longer than the old one and fits where it was. Null
+ * when the bytes around `data` are anything else: the caller encodes a fresh message instead.
  */
 export function receivedPutChunk(chunkId: string, data: Buffer): EncodedPutChunk | null {
   const header = 2 + CHUNK_ID_LENGTH + 1 + varintLength(data.byteLength);
-  // The buffer must be exactly one framed message, starting with its gRPC header.
-  if (data.byteOffset !== FRAME_HEADER_BYTES + header || chunkId.length !== CHUNK_ID_LENGTH) return null;
-  const whole = Buffer.from(data.buffer, 0, data.buffer.byteLength);
-  if (whole[0] !== 0 || whole.readUInt32BE(1) !== whole.byteLength - FRAME_HEADER_BYTES) return null;
+  const frameStart = data.byteOffset - header - FRAME_HEADER_BYTES;
+  if (frameStart < 0 || chunkId.length !== CHUNK_ID_LENGTH) return null;
+  const memory = Buffer.from(data.buffer, 0, data.buffer.byteLength);
+  if (memory[frameStart] !== 0) return null;
+  const frameEnd = frameStart + FRAME_HEADER_BYTES + memory.readUInt32BE(frameStart + 1);
+  // Ours alone: the whole buffer is this one message, or the pool lent it for this message.
+  const exclusive = (frameStart === 0 && frameEnd === memory.byteLength) || (isLent(data) && frameEnd <= memory.byteLength);
+  if (!exclusive || frameEnd < data.byteOffset + data.byteLength) return null;
+  const whole = memory.subarray(frameStart, frameEnd);
   const start = FRAME_HEADER_BYTES;
   if (whole[start] !== TAG_CHUNK_ID || whole[start + 1] !== CHUNK_ID_LENGTH || whole[start + 2 + CHUNK_ID_LENGTH] !== TAG_DATA) return null;
   if (whole.toString("latin1", start + 2, start + 2 + CHUNK_ID_LENGTH) !== chunkId) return null;
