@@ -5,6 +5,7 @@ import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, stat, statfs } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { DIRECT_IO_ALIGNMENT_BYTES, misalignment } from "../src/core/direct-io-alignment";
 import { UncachedFile } from "../src/core/uncached-file";
 
 const MiB = 1024 * 1024;
@@ -64,6 +65,17 @@ describe("uncached files", () => {
       const { direct } = await writeAndRead(dir, [randomBytes(MiB)]);
       if (DIRECT_FILESYSTEMS.has(type)) expect(direct).toBe(true);
       else expect(typeof direct).toBe("boolean");
+    });
+  });
+  test("take bytes that already sit in aligned memory as they are, tail included", async () => {
+    await inDir(tmpdir(), async (dir) => {
+      const raw = Buffer.allocUnsafeSlow(3 * MiB);
+      const start = (DIRECT_IO_ALIGNMENT_BYTES - misalignment(raw)) % DIRECT_IO_ALIGNMENT_BYTES;
+      const aligned = raw.subarray(start, start + 2 * MiB + 100);
+      randomBytes(aligned.byteLength).copy(aligned);
+      expect(misalignment(aligned)).toBe(0);
+      const { bytes } = await writeAndRead(dir, [aligned]);
+      expect(bytes.equals(aligned)).toBe(true);
     });
   });
   test("refuse to replace an existing file", async () => {

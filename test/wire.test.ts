@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { chunkIdOf } from "../src/core/chunk-id";
+import { misalignment } from "../src/core/direct-io-alignment";
 import { StorageApi } from "../src/rpc/client";
 import { framedCounts } from "../src/rpc/framing";
 import { GET_CHUNK_HEADROOM_BYTES, getChunkResponse } from "../src/rpc/get-chunk-message";
@@ -22,6 +23,7 @@ let server: RpcServer;
 let api: StorageApi;
 let receivedPooled = false;
 let forwardableInPlace = false;
+let receivedAligned = false;
 
 beforeAll(async () => {
   const log = () => {};
@@ -32,6 +34,7 @@ beforeAll(async () => {
       implementation: {
         PutChunk: unary<m.PutChunkRequest, m.PutChunkResponse>(async (request) => {
           receivedPooled = isLent(request.data);
+          receivedAligned = misalignment(request.data) === 0;
           // What a chain node does before passing the chunk on: reuse the message it got.
           forwardableInPlace = receivedPutChunk(request.chunkId, Buffer.from(request.data.buffer, request.data.byteOffset, request.data.byteLength)) !== null;
           stored.set(request.chunkId, Buffer.from(request.data));
@@ -55,7 +58,7 @@ afterAll(async () => {
 });
 
 describe("chunks on the wire", () => {
-  test("a pre-encoded PutChunk goes out framed in place and arrives whole, in a reused buffer it can be forwarded from", async () => {
+  test("a pre-encoded PutChunk goes out framed in place and arrives whole, aligned in a reused buffer it can be forwarded from", async () => {
     const encoded = layoutPutChunk(Buffer.allocUnsafe(putChunkMessageCapacity(SIZE)), SIZE);
     randomBytes(SIZE).copy(encoded.data);
     const id = chunkIdOf(encoded.data);
@@ -66,14 +69,17 @@ describe("chunks on the wire", () => {
     expect(chunkIdOf(stored.get(id)!)).toBe(id);
     expect(receivedPooled).toBe(true);
     expect(forwardableInPlace).toBe(true);
+    // Ready for O_DIRECT as it is (uncached-file.ts).
+    expect(receivedAligned).toBe(true);
   });
 
-  test("a GetChunk response goes out framed in place and arrives whole, in a reused buffer", async () => {
+  test("a GetChunk response goes out framed in place and arrives whole, aligned in a reused buffer", async () => {
     const [id] = [...stored.keys()];
     const before = framedCounts.responses;
     const { data } = await api.getChunk({ chunkId: id! }, 10_000);
     expect(framedCounts.responses).toBe(before + 1);
     expect(chunkIdOf(data)).toBe(id!);
     expect(isLent(data)).toBe(true);
+    expect(misalignment(data)).toBe(0);
   });
 });

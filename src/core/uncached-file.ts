@@ -15,10 +15,8 @@
  */
 import { constants, ftruncateSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
-import { ptr } from "bun:ffi";
+import { DIRECT_IO_ALIGNMENT_BYTES as BLOCK_BYTES, misalignment } from "./direct-io-alignment";
 
-/** Alignment for memory, offsets and lengths: 4096 covers every logical block size in use. */
-const BLOCK_BYTES = 4096;
 /** One staged write at most: bounds a staging buffer, and 4 MiB writes run at disk speed. */
 const STAGING_BYTES = 4 * 1024 * 1024;
 /** Staging buffers kept for reuse: a node writes a few chunks at a time. */
@@ -31,7 +29,7 @@ function takeStaging(): Buffer {
   const reused = freeStaging.pop();
   if (reused) return reused;
   const raw = Buffer.allocUnsafeSlow(STAGING_BYTES + BLOCK_BYTES);
-  const skew = (BLOCK_BYTES - (ptr(raw) % BLOCK_BYTES)) % BLOCK_BYTES;
+  const skew = (BLOCK_BYTES - misalignment(raw)) % BLOCK_BYTES;
   return raw.subarray(skew, skew + STAGING_BYTES);
 }
 
@@ -82,26 +80,21 @@ export class UncachedFile {
     let done = 0;
     // Only block-aligned offsets can go direct; an unaligned one sends the rest buffered.
     if (this.direct && this.length % BLOCK_BYTES === 0) {
-      const staging = takeStaging();
-      try {
-        while (done < data.byteLength && this.direct) {
-          const n = Math.min(STAGING_BYTES, data.byteLength - done);
-          staging.set(data.subarray(done, done + n));
-          const span = roundUp(n);
-          staging.fill(0, n, span);
-          try {
-            await writeAll(this.direct, staging.subarray(0, span), this.length + done);
-            this.padded = span > n;
-            done += n;
-          } catch (err) {
-            if (!isInvalid(err)) throw err;
-            // Accepted at open, refused at write (some FUSE filesystems): buffered from here on.
-            await this.direct.close();
-            this.direct = null;
+      // Bytes already in aligned memory go straight to disk; the rest is staged, the last block padded.
+      const inPlace = misalignment(data) === 0 ? data.byteLength - (data.byteLength % BLOCK_BYTES) : 0;
+      if (inPlace > 0) done = await this.writeDirect(data.subarray(0, inPlace), inPlace);
+      if (done < data.byteLength && this.direct) {
+        const staging = takeStaging();
+        try {
+          while (done < data.byteLength && this.direct) {
+            const n = Math.min(STAGING_BYTES, data.byteLength - done);
+            staging.set(data.subarray(done, done + n));
+            staging.fill(0, n, roundUp(n));
+            done += await this.writeDirect(staging.subarray(0, roundUp(n)), n, this.length + done);
           }
+        } finally {
+          giveBackStaging(staging);
         }
-      } finally {
-        giveBackStaging(staging);
       }
     }
     if (done < data.byteLength) await writeAll(await this.bufferedHandle(), data.subarray(done), this.length + done);
@@ -121,6 +114,25 @@ export class UncachedFile {
     await Promise.all([this.direct?.close(), this.buffered?.close()].map((p) => p?.catch(() => {})));
     this.direct = null;
     this.buffered = null;
+  }
+
+  /**
+   * Writes `block` (aligned, whole blocks) with O_DIRECT at `position` (default: the end), of
+   * which the first `meaningful` bytes are data and the rest padding. Returns `meaningful`, or
+   * 0 when the filesystem refused (accepted at open, refused at write: some FUSE filesystems),
+   * after which everything goes buffered.
+   */
+  private async writeDirect(block: Uint8Array, meaningful: number, position = this.length): Promise<number> {
+    try {
+      await writeAll(this.direct!, block, position);
+      this.padded = block.byteLength > meaningful;
+      return meaningful;
+    } catch (err) {
+      if (!isInvalid(err)) throw err;
+      await this.direct!.close();
+      this.direct = null;
+      return 0;
+    }
   }
 
   private async bufferedHandle(): Promise<FileHandle> {

@@ -9,12 +9,19 @@
  * list for large messages; code done with a received chunk hands its buffer back with
  * `releaseReceived`. A buffer never handed back is simply collected, as before.
  *
+ * The chunk bytes inside a large message (its first large length-delimited field: the payload
+ * of a PutChunk or a GetChunk response) are placed at a 4096-byte-aligned address, so that a
+ * node storing them, or a client writing them to a file, hands them to O_DIRECT as they are
+ * (core/uncached-file.ts) instead of copying them into an aligned buffer first.
+ *
  * This replaces grpc-js's StreamDecoder.write (checked at start-up, like framing.ts); its
  * output is the same: each framed message (5-byte header, then the message) in a buffer of
  * its own.
  */
 import { StreamDecoder } from "@grpc/grpc-js/build/src/stream-decoder";
+import { DIRECT_IO_ALIGNMENT_BYTES, misalignment } from "../core/direct-io-alignment";
 import { FRAME_HEADER_BYTES } from "./framing";
+import { readVarint } from "./varint";
 
 /** Messages at least this large use pooled buffers: below it allocation is cheap and pooled by the runtime. */
 const POOLED_MIN_BYTES = 256 * 1024;
@@ -29,15 +36,58 @@ let freeBytes = 0;
 /** Buffers this module handed out and not yet got back, by their memory. */
 const lent = new WeakMap<ArrayBufferLike, Buffer>();
 
-function take(size: number): Buffer {
+/**
+ * A buffer for a framed message of `size` bytes whose byte `alignAt` should sit at an aligned
+ * address (-1: anywhere).
+ */
+function take(size: number, alignAt: number): Buffer {
   if (size < POOLED_MIN_BYTES) return Buffer.allocUnsafe(size);
-  const capacity = Math.ceil(size / POOL_GRANULE_BYTES) * POOL_GRANULE_BYTES;
+  const capacity = Math.ceil((size + DIRECT_IO_ALIGNMENT_BYTES) / POOL_GRANULE_BYTES) * POOL_GRANULE_BYTES;
   const list = free.get(capacity);
   let buffer = list?.pop();
   if (buffer) freeBytes -= capacity;
   else buffer = Buffer.allocUnsafeSlow(capacity);
   lent.set(buffer.buffer, buffer);
-  return buffer.subarray(0, size);
+  const start = alignAt < 0 ? 0 : (DIRECT_IO_ALIGNMENT_BYTES - ((misalignment(buffer) + alignAt) % DIRECT_IO_ALIGNMENT_BYTES)) % DIRECT_IO_ALIGNMENT_BYTES;
+  return buffer.subarray(start, start + size);
+}
+
+/**
+ * Where the first length-delimited field of at least POOLED_MIN_BYTES starts in `message`
+ * (the start of a protobuf message, possibly cut short), or -1 when it is not in view.
+ */
+export function largeFieldOffset(message: Uint8Array): number {
+  let at = 0;
+  while (at < message.byteLength) {
+    const tag = readVarint(message, at);
+    if (!tag) return -1;
+    at += tag.bytes;
+    switch (tag.value & 7) {
+      case 0: {
+        const skipped = readVarint(message, at);
+        if (!skipped) return -1;
+        at += skipped.bytes;
+        break;
+      }
+      case 1:
+        at += 8;
+        break;
+      case 5:
+        at += 4;
+        break;
+      case 2: {
+        const length = readVarint(message, at);
+        if (!length) return -1;
+        at += length.bytes;
+        if (length.value >= POOLED_MIN_BYTES) return at;
+        at += length.value;
+        break;
+      }
+      default:
+        return -1;
+    }
+  }
+  return -1;
 }
 
 /** Whether `view` lies in a buffer lent from the free list and not yet handed back. */
@@ -88,7 +138,9 @@ function write(this: DecoderState, data: Buffer): Buffer[] {
       if (this.maxReadMessageLength !== -1 && size > this.maxReadMessageLength) {
         throw new Error(`Received message larger than max (${size} vs ${this.maxReadMessageLength})`);
       }
-      this.message = take(FRAME_HEADER_BYTES + size);
+      // The message's start is usually in this piece: find its payload, to place it aligned.
+      const payload = size >= POOLED_MIN_BYTES ? largeFieldOffset(data.subarray(at, at + 256)) : -1;
+      this.message = take(FRAME_HEADER_BYTES + size, payload < 0 ? -1 : FRAME_HEADER_BYTES + payload);
       this.header.copy(this.message, 0);
       this.messageFill = FRAME_HEADER_BYTES;
       this.headerFill = 0;
