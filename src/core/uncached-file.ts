@@ -19,22 +19,31 @@ import { DIRECT_IO_ALIGNMENT_BYTES as BLOCK_BYTES, misalignment } from "./direct
 
 /** One staged write at most: bounds a staging buffer, and 4 MiB writes run at disk speed. */
 const STAGING_BYTES = 4 * 1024 * 1024;
-/** Staging buffers kept for reuse: a node writes a few chunks at a time. */
+/** Staging buffers kept for reuse, of each size: a node writes a few chunks at a time. */
 const STAGING_POOL_MAX = 8;
 
-const freeStaging: Buffer[] = [];
+/**
+ * Free aligned staging buffers by size: whole STAGING_BYTES ones for unaligned data, single
+ * blocks for the last partial block of data that arrived aligned (the usual case).
+ */
+const freeStaging = new Map<number, Buffer[]>([
+  [STAGING_BYTES, []],
+  [BLOCK_BYTES, []],
+]);
 
-/** An aligned STAGING_BYTES buffer from the pool. */
-function takeStaging(): Buffer {
-  const reused = freeStaging.pop();
+/** An aligned staging buffer able to hold `bytes` (at most STAGING_BYTES). */
+function takeStaging(bytes: number): Buffer {
+  const size = bytes <= BLOCK_BYTES ? BLOCK_BYTES : STAGING_BYTES;
+  const reused = freeStaging.get(size)!.pop();
   if (reused) return reused;
-  const raw = Buffer.allocUnsafeSlow(STAGING_BYTES + BLOCK_BYTES);
+  const raw = Buffer.allocUnsafeSlow(size + BLOCK_BYTES);
   const skew = (BLOCK_BYTES - misalignment(raw)) % BLOCK_BYTES;
-  return raw.subarray(skew, skew + STAGING_BYTES);
+  return raw.subarray(skew, skew + size);
 }
 
 function giveBackStaging(buffer: Buffer) {
-  if (freeStaging.length < STAGING_POOL_MAX) freeStaging.push(buffer);
+  const free = freeStaging.get(buffer.byteLength)!;
+  if (free.length < STAGING_POOL_MAX) free.push(buffer);
 }
 
 const roundUp = (n: number) => Math.ceil(n / BLOCK_BYTES) * BLOCK_BYTES;
@@ -84,7 +93,7 @@ export class UncachedFile {
       const inPlace = misalignment(data) === 0 ? data.byteLength - (data.byteLength % BLOCK_BYTES) : 0;
       if (inPlace > 0) done = await this.writeDirect(data.subarray(0, inPlace), inPlace);
       if (done < data.byteLength && this.direct) {
-        const staging = takeStaging();
+        const staging = takeStaging(data.byteLength - done);
         try {
           while (done < data.byteLength && this.direct) {
             const n = Math.min(STAGING_BYTES, data.byteLength - done);
