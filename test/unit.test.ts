@@ -296,6 +296,23 @@ describe("receiving into reused buffers", () => {
     return out;
   };
 
+  test("the payload to align is found past varint, fixed and small fields, and not guessed when cut short", async () => {
+    const { largeFieldOffset } = await import("../src/rpc/receive-buffers");
+    const { StorageServiceClient } = await import("../src/rpc/proto");
+    const encode = (r: object) => (StorageServiceClient.service as unknown as Record<string, { requestSerialize(r: object): Buffer }>).PutChunk!.requestSerialize(r);
+    const data = Buffer.alloc(300 * 1024, 1);
+    const message = encode({ chunkId: "a".repeat(64), data, forwardTo: [], grant: null, forwardGrants: [] });
+    const offset = largeFieldOffset(message.subarray(0, 256));
+    expect(offset).toBe(message.indexOf(data.subarray(0, 64)));
+    expect(message.subarray(offset, offset + data.length).equals(data)).toBe(true);
+    // A varint field, a 64-bit and a 32-bit fixed field, a small bytes field, then the large one.
+    const mixed = Buffer.concat([Buffer.from([0x08, 0x96, 0x01, 0x11]), Buffer.alloc(8), Buffer.from([0x1d]), Buffer.alloc(4), Buffer.from([0x22, 0x02, 0x61, 0x62, 0x2a, 0x80, 0x80, 0x14])]);
+    expect(largeFieldOffset(Buffer.concat([mixed, Buffer.alloc(16)]))).toBe(mixed.length);
+    expect(largeFieldOffset(mixed.subarray(0, mixed.length - 1))).toBe(-1);
+    expect(largeFieldOffset(Buffer.from([0x0a, 0x05, 0x61]))).toBe(-1);
+    expect(largeFieldOffset(Buffer.from([0x0f]))).toBe(-1); // wire type 7 does not exist
+  });
+
   test("the decoder yields each framed message whole, however the bytes are split", async () => {
     const { StreamDecoder } = await import("@grpc/grpc-js/build/src/stream-decoder");
     await import("../src/rpc/receive-buffers");
