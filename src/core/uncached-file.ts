@@ -54,7 +54,10 @@ const isInvalid = (err: unknown) => (err as NodeJS.ErrnoException)?.code === "EI
 export class UncachedFile {
   /** Bytes appended so far: the file's length once committed. */
   private length = 0;
-  /** The file may extend past `length` with the zero padding of the last direct write. */
+  /**
+   * The file may extend past `length`: zero padding of a direct write, or what a direct write
+   * cut short before falling back to buffered ones left behind.
+   */
   private padded = false;
   private buffered: FileHandle | null;
 
@@ -132,9 +135,9 @@ export class UncachedFile {
    * after which everything goes buffered.
    */
   private async writeDirect(block: Uint8Array, meaningful: number, position = this.length): Promise<number> {
+    if (block.byteLength > meaningful) this.padded = true;
     try {
       await writeAll(this.direct!, block, position);
-      this.padded = block.byteLength > meaningful;
       return meaningful;
     } catch (err) {
       if (!isInvalid(err)) throw err;
