@@ -335,20 +335,44 @@ describe("receiving into reused buffers", () => {
     expect(() => new StreamDecoder(100).write(framed(Buffer.alloc(101)))).toThrow(/larger than max/);
   });
 
-  test("a released buffer takes the next message of its size; an unreleased one is never reused", async () => {
+  /** A message of one length-delimited field of `size` bytes of `fill` (a GetChunk response's shape). */
+  const oneChunk = (size: number, fill: number) => Buffer.concat([Buffer.from([0x0a, 0x80, 0x80, 0x40]), Buffer.alloc(size, fill)]);
+  const payloadOf = (framedMessage: Buffer) => framedMessage.subarray(5 + 4);
+
+  test("a chunk handed back lends its buffer to the next message of its size; one not handed back never", async () => {
     const { StreamDecoder } = await import("@grpc/grpc-js/build/src/stream-decoder");
     const { releaseReceived } = await import("../src/rpc/receive-buffers");
     const decoder = new StreamDecoder(-1);
-    const [first] = decoder.write(framed(Buffer.alloc(1024 * 1024, 1)));
-    const [second] = decoder.write(framed(Buffer.alloc(1024 * 1024, 2)));
+    const MiB = 1024 * 1024;
+    const [first] = decoder.write(framed(oneChunk(MiB, 1)));
+    const [second] = decoder.write(framed(oneChunk(MiB, 2)));
     expect(second!.buffer).not.toBe(first!.buffer);
-    releaseReceived(first!.subarray(5)); // any view of it will do
-    releaseReceived(first!.subarray(5)); // a second release is ignored
-    const [third] = decoder.write(framed(Buffer.alloc(1024 * 1024, 3)));
+    releaseReceived(first!.subarray(5, 9)); // not the chunk's bytes: ignored
+    const [notYet] = decoder.write(framed(oneChunk(MiB, 9)));
+    expect(notYet!.buffer).not.toBe(first!.buffer);
+    releaseReceived(payloadOf(first!));
+    releaseReceived(payloadOf(first!)); // a second release is ignored
+    const [third] = decoder.write(framed(oneChunk(MiB, 3)));
     expect(third!.buffer).toBe(first!.buffer);
-    const [fourth] = decoder.write(framed(Buffer.alloc(1024 * 1024, 4)));
+    const [fourth] = decoder.write(framed(oneChunk(MiB, 4)));
     expect(fourth!.buffer).not.toBe(first!.buffer);
-    expect(second!.subarray(5).every((b) => b === 2)).toBe(true);
-    expect(third!.subarray(5).every((b) => b === 3)).toBe(true);
+    expect(payloadOf(second!).every((b) => b === 2)).toBe(true);
+    expect(payloadOf(third!).every((b) => b === 3)).toBe(true);
+  });
+
+  test("chunks that came in one batch never hand their shared buffer back, so none is overwritten while another is in use", async () => {
+    const { StreamDecoder } = await import("@grpc/grpc-js/build/src/stream-decoder");
+    const { isLent, releaseReceived } = await import("../src/rpc/receive-buffers");
+    const decoder = new StreamDecoder(-1);
+    // Two 200 KiB chunks in one 400 KiB message, as a GetChunks response carries them.
+    const item = (fill: number) => Buffer.concat([Buffer.from([0x0a, 0x80, 0xc0, 0x0c]), Buffer.alloc(200 * 1024, fill)]);
+    const [batch] = decoder.write(framed(Buffer.concat([item(1), item(2)])));
+    const chunkA = batch!.subarray(5 + 4, 5 + 4 + 200 * 1024);
+    const chunkB = batch!.subarray(5 + 8 + 200 * 1024);
+    expect(isLent(chunkA)).toBe(false);
+    releaseReceived(chunkA); // the first file is done with its chunk...
+    const [next] = decoder.write(framed(Buffer.concat([item(7), item(7)])));
+    expect(next!.buffer).not.toBe(batch!.buffer);
+    expect(chunkB.every((b) => b === 2)).toBe(true); // ...and the second file's is intact
   });
 });

@@ -9,6 +9,12 @@
  * list for large messages; code done with a received chunk hands its buffer back with
  * `releaseReceived`. A buffer never handed back is simply collected, as before.
  *
+ * Only a message that carries one chunk (a PutChunk, a GetChunk response) can be handed back,
+ * and only through the view of that chunk's bytes. A batch (PutChunks, GetChunks) carries many
+ * chunks in one buffer, each used by a different file or request for as long as it needs:
+ * releasing the buffer when the first of them is done let the next message overwrite the others
+ * (seen as a download -r file with the wrong bytes). Batch buffers are left to the collector.
+ *
  * The chunk bytes inside a large message (its first large length-delimited field: the payload
  * of a PutChunk or a GetChunk response) are placed at a 4096-byte-aligned address, so that a
  * node storing them, or a client writing them to a file, hands them to O_DIRECT as they are
@@ -33,22 +39,25 @@ const POOL_MAX_FREE_BYTES = 48 * 1024 * 1024;
 /** Free buffers by capacity. */
 const free = new Map<number, Buffer[]>();
 let freeBytes = 0;
-/** Buffers this module handed out and not yet got back, by their memory. */
-const lent = new WeakMap<ArrayBufferLike, Buffer>();
+/**
+ * Buffers this module handed out and not yet got back, by their memory, with where in that
+ * memory the message's one chunk payload starts (-1: not known, so never handed back).
+ */
+const lent = new WeakMap<ArrayBufferLike, { buffer: Buffer; payloadAt: number }>();
 
 /**
- * A buffer for a framed message of `size` bytes whose byte `alignAt` should sit at an aligned
- * address (-1: anywhere).
+ * A buffer for a framed message of `size` bytes whose byte `payload` (the start of its one
+ * chunk) should sit at an aligned address; -1: no such payload is known.
  */
-function take(size: number, alignAt: number): Buffer {
+function take(size: number, payload: number): Buffer {
   if (size < POOLED_MIN_BYTES) return Buffer.allocUnsafe(size);
   const capacity = Math.ceil((size + DIRECT_IO_ALIGNMENT_BYTES) / POOL_GRANULE_BYTES) * POOL_GRANULE_BYTES;
   const list = free.get(capacity);
   let buffer = list?.pop();
   if (buffer) freeBytes -= capacity;
   else buffer = Buffer.allocUnsafeSlow(capacity);
-  lent.set(buffer.buffer, buffer);
-  const start = alignAt < 0 ? 0 : (DIRECT_IO_ALIGNMENT_BYTES - ((misalignment(buffer) + alignAt) % DIRECT_IO_ALIGNMENT_BYTES)) % DIRECT_IO_ALIGNMENT_BYTES;
+  const start = payload < 0 ? 0 : (DIRECT_IO_ALIGNMENT_BYTES - ((misalignment(buffer) + payload) % DIRECT_IO_ALIGNMENT_BYTES)) % DIRECT_IO_ALIGNMENT_BYTES;
+  lent.set(buffer.buffer, { buffer, payloadAt: payload < 0 ? -1 : buffer.byteOffset + start + payload });
   return buffer.subarray(start, start + size);
 }
 
@@ -90,19 +99,30 @@ export function largeFieldOffset(message: Uint8Array): number {
   return -1;
 }
 
-/** Whether `view` lies in a buffer lent from the free list and not yet handed back. */
-export function isLent(view: Uint8Array): boolean {
-  return lent.has(view.buffer);
+/** The pool entry `view` can hand back: only the view of a lent buffer's one chunk payload. */
+function entryOf(view: Uint8Array) {
+  const entry = lent.get(view.buffer);
+  return entry && entry.payloadAt >= 0 && view.byteOffset === entry.payloadAt ? entry : undefined;
 }
 
 /**
- * Hands back the buffer behind a received chunk (any view into it) for reuse. Call it only
- * when nothing will read those bytes again, including a send still in progress.
+ * Whether `view` is the chunk payload of a message in a buffer lent from the free list and not
+ * yet handed back: the memory around it (the message it came in) is then the holder's alone.
+ */
+export function isLent(view: Uint8Array): boolean {
+  return entryOf(view) !== undefined;
+}
+
+/**
+ * Hands back the buffer behind a received chunk, given the chunk's bytes as received, for
+ * reuse. Call it only when nothing will read those bytes again, including a send still in
+ * progress. Any other view (a chunk of a batch, a slice) is ignored: its buffer may be shared.
  */
 export function releaseReceived(view: Uint8Array): void {
-  const buffer = lent.get(view.buffer);
-  if (!buffer) return; // not ours, or already back
+  const entry = entryOf(view);
+  if (!entry) return; // not ours, shared, or already back
   lent.delete(view.buffer);
+  const { buffer } = entry;
   if (freeBytes + buffer.byteLength > POOL_MAX_FREE_BYTES) return;
   let list = free.get(buffer.byteLength);
   if (!list) free.set(buffer.byteLength, (list = []));
