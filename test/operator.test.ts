@@ -1,7 +1,7 @@
 /** The operator's commands ask the running cluster over gRPC: status, analyze, verify and monitor, for people and for scripts. */
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { ANSI, BIN, chunkPath, jsonLines, randomBytes, runCli, waitFor, withCluster, withTempDir, type TestCluster } from "./harness";
 
 const KiB = 1024;
@@ -184,6 +184,44 @@ describe("verify", () => {
         expect(after.exitCode).toBe(0);
         const download = await cluster.run(["download", "f.bin", join(dir, "out.bin")]);
         expect(download.exitCode).toBe(0);
+      });
+    });
+  });
+
+  test("a cluster larger than the window verify reads at a time: damage at the first id, on both sides of a window's edge and at the last id is each found once", async () => {
+    await withCluster({ nodes: 3, replication: 2, nodeArgs: QUIET_NODE }, async (cluster) => {
+      await withTempDir(async (dir) => {
+        // 21 files of 100 chunks: 2,100 chunks, over two windows of 1,000 and a third of 100.
+        await mkdir(join(dir, "many"));
+        for (let i = 0; i < 21; i++) await writeFile(join(dir, "many", `f${i}`), randomBytes(100 * 64 * KiB));
+        const up = await cluster.run(["upload", "-r", join(dir, "many"), "--prefix", "many/", "--chunk-size", "64KiB", "--quiet"]);
+        expect({ exitCode: up.exitCode, stderr: up.stderr }).toEqual({ exitCode: 0, stderr: "" });
+        const holders = new Map<string, string[]>();
+        for (let i = 0; i < 21; i++) for (const c of await chunksOf(cluster, `many/f${i}`)) holders.set(c.chunkId, c.nodeIds);
+        const ids = [...holders.keys()].sort();
+        expect(ids).toHaveLength(2100);
+        const holderOf = (id: string) => cluster.nodes.find((n) => n.name === holders.get(id)![0])!;
+        const rot = async (id: string) => {
+          const bytes = await readFile(chunkPath(holderOf(id), id));
+          bytes[7] = bytes[7]! ^ 0xff;
+          await writeFile(chunkPath(holderOf(id), id), bytes);
+        };
+        const [first, beforeEdge, afterEdge, last] = [ids[0]!, ids[999]!, ids[1000]!, ids[2099]!];
+        await rot(first);
+        await rm(chunkPath(holderOf(beforeEdge), beforeEdge));
+        await rot(afterEdge);
+        await rm(chunkPath(holderOf(last), last));
+
+        const result = await cluster.run(["verify", "--json"]);
+        expect(result.exitCode).toBe(6);
+        const doc = JSON.parse(result.stdout);
+        expect(doc.counts).toMatchObject({ chunks: 2100, replicas: 4200, ok: 4196, corrupt: 2, missing: 2, orphaned: 0, unreachable: 0, underReplicated: 4, lost: 0, bytesVerified: 4196 * 64 * KiB });
+        expect(doc.problems).toHaveLength(8);
+        for (const [state, id] of [["corrupt", first], ["missing", beforeEdge], ["corrupt", afterEdge], ["missing", last]] as const) {
+          expect(doc.problems).toContainEqual({ state, chunkId: id, nodeId: holderOf(id).name });
+          expect(doc.problems).toContainEqual({ state: "under-replicated", chunkId: id, goodCopies: 1 });
+        }
+        expect(doc.nodes.reduce((sum: number, n: { ok: number }) => sum + n.ok, 0)).toBe(4196);
       });
     });
   });

@@ -13,6 +13,8 @@ import type { ChunkReplicas, ChunkVerdict, NodeStatus } from "../rpc/messages";
 
 /** Chunks asked of a node per VerifyChunks call (the node's own cap). */
 const VERIFY_BATCH_CHUNKS = 1000;
+/** Chunks of the master's map judged at a time: what the client holds of the map, whatever the cluster's size. */
+const VERIFY_WINDOW_CHUNKS = 1000;
 /** How often the repair wait asks the master how the affected chunks are doing. */
 const REPAIR_POLL_INTERVAL_MS = 200;
 
@@ -92,29 +94,20 @@ interface Expected {
   files?: string[];
 }
 
-/** The master's map: chunk -> holders, for the named files or for every chunk. */
-async function expectedMap(master: MasterApi, names: string[]): Promise<Map<string, Expected>> {
+/** The master's map (chunk -> holders) for the named files: bounded by what the user named. */
+async function expectedOfFiles(master: MasterApi, names: string[]): Promise<Map<string, Expected>> {
   const expected = new Map<string, Expected>();
-  if (names.length > 0) {
-    for (const name of names) {
-      const manifest = await master.getManifest({ filename: assertName(name) });
-      for (const chunk of manifest.chunks) {
-        const entry = expected.get(chunk.chunkId);
-        if (entry) {
-          if (!entry.files!.includes(name)) entry.files!.push(name);
-          entry.references++;
-        } else expected.set(chunk.chunkId, { size: chunk.size, nodeIds: chunk.replicas.map((r) => r.nodeId), references: 1, files: [name] });
-      }
+  for (const name of names) {
+    const manifest = await master.getManifest({ filename: assertName(name) });
+    for (const chunk of manifest.chunks) {
+      const entry = expected.get(chunk.chunkId);
+      if (entry) {
+        if (!entry.files!.includes(name)) entry.files!.push(name);
+        entry.references++;
+      } else expected.set(chunk.chunkId, { size: chunk.size, nodeIds: chunk.replicas.map((r) => r.nodeId), references: 1, files: [name] });
     }
-    return expected;
   }
-  let startAfter = "";
-  for (;;) {
-    const page = await master.listChunkReplicas({ startAfter });
-    for (const c of page.chunks) expected.set(c.chunkId, { size: c.size, nodeIds: c.nodeIds, references: c.references });
-    if (!page.truncated || page.chunks.length === 0) return expected;
-    startAfter = page.chunks[page.chunks.length - 1]!.chunkId;
-  }
+  return expected;
 }
 
 /** The master's current record of `ids`, a request at a time. */
@@ -127,35 +120,149 @@ async function recordedNow(master: MasterApi, ids: string[]): Promise<Map<string
   return out;
 }
 
-/** Asks one node to re-hash chunks: the listed ids, or its whole inventory. */
-async function verifyOnNode(options: VerifyOptions, node: NodeStatus, ids: string[] | null): Promise<ChunkVerdict[]> {
+/** Asks one node to re-hash the listed chunks (named-files mode). */
+async function verifyListedOnNode(options: VerifyOptions, node: NodeStatus, ids: string[]): Promise<ChunkVerdict[]> {
   const api = options.pool.get(formatHostPort(node.node!.host, node.node!.port));
   const id = node.node!.nodeId;
   const verdicts: ChunkVerdict[] = [];
-  const progress = () => options.onNodeProgress?.(id, verdicts.length, false);
-  if (ids) {
-    let rest = ids;
-    while (rest.length > 0) {
-      const batch = rest.slice(0, VERIFY_BATCH_CHUNKS);
-      const page = await api.verifyChunks({ chunkIds: batch }, CHUNK_RPC_TIMEOUT_MS);
-      verdicts.push(...page.chunks);
-      // The node stops after a byte budget: ask again for what it did not reach.
-      rest = rest.slice(Math.max(page.chunks.length, page.truncated ? 0 : batch.length));
-      if (page.chunks.length === 0 && page.truncated) throw new Error(`node ${id} made no progress verifying`);
-      progress();
+  let rest = ids;
+  while (rest.length > 0) {
+    const batch = rest.slice(0, VERIFY_BATCH_CHUNKS);
+    const page = await api.verifyChunks({ chunkIds: batch }, CHUNK_RPC_TIMEOUT_MS);
+    verdicts.push(...page.chunks);
+    // The node stops after a byte budget: ask again for what it did not reach.
+    rest = rest.slice(Math.max(page.chunks.length, page.truncated ? 0 : batch.length));
+    if (page.chunks.length === 0 && page.truncated) throw new Error(`node ${id} made no progress verifying`);
+    options.onNodeProgress?.(id, verdicts.length, false);
+  }
+  return verdicts;
+}
+
+/**
+ * One node's whole inventory, re-hashed in id order and read only as far as the check has
+ * got: what the client holds of it at any time is a page or two, whatever the node stores.
+ */
+class NodeInventory {
+  private buffered: ChunkVerdict[] = [];
+  private startAfter = "";
+  private exhausted = false;
+  verified = 0;
+
+  constructor(
+    private readonly options: VerifyOptions,
+    readonly node: NodeStatus,
+  ) {}
+
+  /** The verdicts for ids up to and including `last` (all that remain when null), in id order. */
+  async through(last: string | null): Promise<ChunkVerdict[]> {
+    const api = this.options.pool.get(formatHostPort(this.node.node!.host, this.node.node!.port));
+    while (!this.exhausted && (last === null || (this.buffered[this.buffered.length - 1]?.chunkId ?? "") <= last)) {
+      const page = await api.verifyChunks({ startAfter: this.startAfter, limit: VERIFY_BATCH_CHUNKS }, CHUNK_RPC_TIMEOUT_MS);
+      this.buffered.push(...page.chunks);
+      this.verified += page.chunks.length;
+      this.options.onNodeProgress?.(this.node.node!.nodeId, this.verified, false);
+      if (!page.truncated || page.chunks.length === 0) this.exhausted = true;
+      else this.startAfter = page.chunks[page.chunks.length - 1]!.chunkId;
     }
-  } else {
-    let startAfter = "";
-    for (;;) {
-      const page = await api.verifyChunks({ startAfter, limit: VERIFY_BATCH_CHUNKS }, CHUNK_RPC_TIMEOUT_MS);
-      verdicts.push(...page.chunks);
-      progress();
-      if (!page.truncated || page.chunks.length === 0) break;
-      startAfter = page.chunks[page.chunks.length - 1]!.chunkId;
+    const cut = last === null ? this.buffered.length : this.buffered.findIndex((v) => v.chunkId > last);
+    const taken = this.buffered.splice(0, cut < 0 ? this.buffered.length : cut);
+    return taken;
+  }
+}
+
+/** What the check found, added up window by window. */
+class Findings {
+  readonly problems: Problem[] = [];
+  readonly counts = { chunks: 0, replicas: 0, ok: 0, corrupt: 0, missing: 0, orphaned: 0, unreachable: 0, underReplicated: 0, lost: 0, bytesVerified: 0 };
+  /** Chunks short of the replication factor with a copy left to repair from. */
+  readonly short: string[] = [];
+
+  constructor(
+    readonly rf: number,
+    readonly reports: Map<string, NodeVerifyReport>,
+    private readonly liveIds: Set<string>,
+  ) {}
+
+  /**
+   * Judges the chunks of one window: `expected` is the master's record of them, `verdicts` what
+   * each checked node said about every chunk it holds in the window. Nodes not in `verdicts`
+   * (dead, or failing) could not be asked: the copies recorded on them are unreachable.
+   */
+  async judge(master: MasterApi, expected: Map<string, Expected>, verdicts: Map<string, ChunkVerdict[]>): Promise<void> {
+    // copy state per chunk: nodeId -> verdict
+    const copies = new Map<string, Map<string, ProblemState | "ok">>();
+    const setCopy = (chunkId: string, nodeId: string, state: ProblemState | "ok") => {
+      let m = copies.get(chunkId);
+      if (!m) copies.set(chunkId, (m = new Map()));
+      m.set(nodeId, state);
+    };
+    for (const [nodeId, report] of this.reports) {
+      const answered = verdicts.get(nodeId);
+      const recordedHere = [...expected].filter(([, e]) => e.nodeIds.includes(nodeId)).map(([chunkId]) => chunkId);
+      if (!answered) {
+        for (const chunkId of recordedHere) setCopy(chunkId, nodeId, "unreachable");
+        continue;
+      }
+      const seen = new Set<string>();
+      for (const v of answered) {
+        seen.add(v.chunkId);
+        if (v.state === "ok") report.bytesVerified += v.size;
+        if (!expected.has(v.chunkId)) {
+          // Not in the master's map: an orphan (checked again below against uploads that raced us).
+          if (v.state !== "missing") setCopy(v.chunkId, nodeId, v.state === "corrupt" ? "corrupt" : "orphaned");
+          continue;
+        }
+        setCopy(v.chunkId, nodeId, v.state);
+      }
+      for (const chunkId of recordedHere) if (!seen.has(chunkId)) setCopy(chunkId, nodeId, "missing");
+    }
+
+    // Uploads and deletes may have raced the check: ask the master again about the suspects.
+    const suspects = [...copies].filter(([, m]) => [...m.values()].some((s) => s === "missing" || s === "orphaned")).map(([chunkId]) => chunkId);
+    const now = await recordedNow(master, suspects);
+    for (const chunkId of suspects) {
+      const record = now.get(chunkId);
+      for (const [nodeId, state] of copies.get(chunkId)!) {
+        if (state === "missing" && !record?.nodeIds.includes(nodeId)) copies.get(chunkId)!.delete(nodeId);
+        if (state === "orphaned" && record) copies.get(chunkId)!.set(nodeId, record.nodeIds.includes(nodeId) ? "ok" : "orphaned");
+      }
+    }
+    // A chunk the master knows but does not record on a node that holds it is adopted by the next inventory, not an orphan.
+    for (const [chunkId, m] of copies) for (const [nodeId, state] of m) if (state === "orphaned" && now.has(chunkId)) m.set(nodeId, "ok");
+
+    const { counts } = this;
+    for (const [chunkId, m] of copies) {
+      for (const [nodeId, state] of m) {
+        counts.replicas++;
+        const r = this.reports.get(nodeId);
+        if (state === "ok") {
+          counts.ok++;
+          if (r) r.ok++;
+          continue;
+        }
+        if (state === "corrupt" || state === "missing" || state === "orphaned" || state === "unreachable") counts[state]++;
+        if (r && (state === "corrupt" || state === "missing" || state === "orphaned")) r[state]++;
+        this.problems.push({ state, chunkId, nodeId, files: expected.get(chunkId)?.files });
+      }
+    }
+    for (const [chunkId, e] of expected) {
+      counts.chunks++;
+      // Chunks no file references any more wait for garbage collection: not repaired, not judged.
+      if (e.references === 0) continue;
+      const m = copies.get(chunkId) ?? new Map();
+      const good = [...m].filter(([nodeId, state]) => state === "ok" && this.liveIds.has(nodeId)).length;
+      if (good >= this.rf) continue;
+      const unreachable = [...m.values()].some((s) => s === "unreachable");
+      if (good === 0 && !unreachable) {
+        counts.lost++;
+        this.problems.push({ state: "lost", chunkId, goodCopies: 0, files: e.files });
+      } else {
+        counts.underReplicated++;
+        this.short.push(chunkId);
+        this.problems.push({ state: "under-replicated", chunkId, goodCopies: good, files: e.files });
+      }
     }
   }
-  options.onNodeProgress?.(id, verdicts.length, true);
-  return verdicts;
 }
 
 /** Runs the check (and the repair, when asked) and returns the report. */
@@ -164,106 +271,73 @@ export async function verifyCluster(options: VerifyOptions): Promise<VerifyRepor
   const status = await master.getClusterStatus(CONNECT_TIMEOUT_MS);
   const rf = status.replication;
   const nodes = status.nodes.filter((n) => n.node).sort((a, b) => a.node!.nodeId.localeCompare(b.node!.nodeId));
-  const expected = await expectedMap(master, options.names);
-
-  // copy state per chunk: nodeId -> verdict
-  const copies = new Map<string, Map<string, ProblemState | "ok">>();
-  const setCopy = (chunkId: string, nodeId: string, state: ProblemState | "ok") => {
-    let m = copies.get(chunkId);
-    if (!m) copies.set(chunkId, (m = new Map()));
-    m.set(nodeId, state);
-  };
-  const nodeReports: NodeVerifyReport[] = await Promise.all(
-    nodes.map(async (node): Promise<NodeVerifyReport> => {
+  const reports = new Map(
+    nodes.map((node): [string, NodeVerifyReport] => {
       const id = node.node!.nodeId;
-      const report: NodeVerifyReport = { id, address: formatHostPort(node.node!.host, node.node!.port), alive: node.alive, checked: false, ok: 0, corrupt: 0, missing: 0, orphaned: 0, bytesVerified: 0 };
-      const recordedHere = [...expected].filter(([, e]) => e.nodeIds.includes(id)).map(([chunkId]) => chunkId);
-      const unreachable = () => {
-        for (const chunkId of recordedHere) if (!copies.get(chunkId)?.has(id)) setCopy(chunkId, id, "unreachable");
-      };
-      if (!node.alive) {
-        unreachable();
-        return report;
-      }
-      try {
-        const verdicts = await verifyOnNode(options, node, options.names.length > 0 ? recordedHere : null);
-        const seen = new Set<string>();
-        for (const v of verdicts) {
-          seen.add(v.chunkId);
-          if (!expected.has(v.chunkId)) {
-            // Not in the master's map: an orphan (checked again below against uploads that raced us).
-            if (v.state !== "missing") setCopy(v.chunkId, id, v.state === "corrupt" ? "corrupt" : "orphaned");
-            if (v.state === "ok") report.bytesVerified += v.size;
-            continue;
-          }
-          setCopy(v.chunkId, id, v.state);
-          if (v.state === "ok") report.bytesVerified += v.size;
-        }
-        for (const chunkId of recordedHere) if (!seen.has(chunkId)) setCopy(chunkId, id, "missing");
-        report.checked = true;
-      } catch (err) {
-        report.error = errorMessage(err);
-        unreachable();
-      }
-      return report;
+      // A live node counts as checked until asking it fails.
+      return [id, { id, address: formatHostPort(node.node!.host, node.node!.port), alive: node.alive, checked: node.alive, ok: 0, corrupt: 0, missing: 0, orphaned: 0, bytesVerified: 0 }];
     }),
   );
+  const findings = new Findings(rf, reports, new Set(nodes.filter((n) => n.alive).map((n) => n.node!.nodeId)));
+  const failed = (node: NodeStatus, err: unknown) => {
+    const report = reports.get(node.node!.nodeId)!;
+    report.checked = false;
+    report.error = errorMessage(err);
+  };
+  const live = nodes.filter((n) => n.alive);
 
-  // Uploads and deletes may have raced the check: ask the master again about the suspects.
-  const suspects = [...copies].filter(([, m]) => [...m.values()].some((s) => s === "missing" || s === "orphaned")).map(([chunkId]) => chunkId);
-  const now = await recordedNow(master, suspects);
-  for (const chunkId of suspects) {
-    const record = now.get(chunkId);
-    for (const [nodeId, state] of copies.get(chunkId)!) {
-      if (state === "missing" && !record?.nodeIds.includes(nodeId)) copies.get(chunkId)!.delete(nodeId);
-      if (state === "orphaned" && record) copies.get(chunkId)!.set(nodeId, record.nodeIds.includes(nodeId) ? "ok" : "orphaned");
+  if (options.names.length > 0) {
+    // The named files' chunks: few enough to judge at once.
+    const expected = await expectedOfFiles(master, options.names);
+    const verdicts = new Map<string, ChunkVerdict[]>();
+    await Promise.all(
+      live.map(async (node) => {
+        const id = node.node!.nodeId;
+        const ids = [...expected].filter(([, e]) => e.nodeIds.includes(id)).map(([chunkId]) => chunkId);
+        try {
+          verdicts.set(id, await verifyListedOnNode(options, node, ids));
+        } catch (err) {
+          failed(node, err);
+        }
+        options.onNodeProgress?.(id, verdicts.get(id)?.length ?? 0, true);
+      }),
+    );
+    await findings.judge(master, expected, verdicts);
+  } else {
+    // The whole cluster, one page of the master's map at a time, every node's inventory read
+    // alongside in id order: memory stays at a few pages however many chunks the cluster holds.
+    const inventories = live.map((node) => new NodeInventory(options, node));
+    let startAfter = "";
+    for (;;) {
+      const page = await master.listChunkReplicas({ startAfter, limit: VERIFY_WINDOW_CHUNKS });
+      const last = page.truncated && page.chunks.length > 0 ? page.chunks[page.chunks.length - 1]!.chunkId : null;
+      const expected = new Map(page.chunks.map((c): [string, Expected] => [c.chunkId, { size: c.size, nodeIds: c.nodeIds, references: c.references }]));
+      const verdicts = new Map<string, ChunkVerdict[]>();
+      await Promise.all(
+        inventories.map(async (inventory) => {
+          const id = inventory.node.node!.nodeId;
+          if (!reports.get(id)!.checked) return; // failed earlier: its copies are unreachable from here on
+          try {
+            verdicts.set(id, await inventory.through(last));
+          } catch (err) {
+            failed(inventory.node, err);
+          }
+        }),
+      );
+      await findings.judge(master, expected, verdicts);
+      if (last === null) break;
+      startAfter = last;
     }
+    for (const inventory of inventories) options.onNodeProgress?.(inventory.node.node!.nodeId, inventory.verified, true);
   }
-  // A chunk the master knows but does not record on a node that holds it is adopted by the next inventory, not an orphan.
-  for (const [chunkId, m] of copies) for (const [nodeId, state] of m) if (state === "orphaned" && now.has(chunkId)) m.set(nodeId, "ok");
 
-  const liveIds = new Set(nodes.filter((n) => n.alive).map((n) => n.node!.nodeId));
-  const problems: Problem[] = [];
-  const counts = { chunks: 0, replicas: 0, ok: 0, corrupt: 0, missing: 0, orphaned: 0, unreachable: 0, underReplicated: 0, lost: 0, bytesVerified: 0 };
-  const byNode = new Map(nodeReports.map((r) => [r.id, r]));
-  const short: string[] = [];
-  for (const [chunkId, m] of copies) {
-    for (const [nodeId, state] of m) {
-      counts.replicas++;
-      const r = byNode.get(nodeId);
-      if (state === "ok") {
-        counts.ok++;
-        if (r) r.ok++;
-        continue;
-      }
-      if (state === "corrupt" || state === "missing" || state === "orphaned" || state === "unreachable") counts[state]++;
-      if (r && (state === "corrupt" || state === "missing" || state === "orphaned")) r[state]++;
-      problems.push({ state, chunkId, nodeId, files: expected.get(chunkId)?.files });
-    }
-  }
-  for (const [chunkId, e] of expected) {
-    counts.chunks++;
-    // Chunks no file references any more wait for garbage collection: not repaired, not judged.
-    if (e.references === 0) continue;
-    const m = copies.get(chunkId) ?? new Map();
-    const good = [...m].filter(([nodeId, state]) => state === "ok" && liveIds.has(nodeId)).length;
-    if (good >= rf) continue;
-    const unreachable = [...m.values()].some((s) => s === "unreachable");
-    if (good === 0 && !unreachable) {
-      counts.lost++;
-      problems.push({ state: "lost", chunkId, goodCopies: 0, files: e.files });
-    } else {
-      counts.underReplicated++;
-      short.push(chunkId);
-      problems.push({ state: "under-replicated", chunkId, goodCopies: good, files: e.files });
-    }
-  }
-  for (const r of nodeReports) counts.bytesVerified += r.bytesVerified;
+  const { counts, problems } = findings;
+  for (const r of reports.values()) counts.bytesVerified += r.bytesVerified;
   const order: ProblemState[] = ["lost", "corrupt", "missing", "under-replicated", "unreachable", "orphaned"];
   problems.sort((a, b) => order.indexOf(a.state) - order.indexOf(b.state) || a.chunkId.localeCompare(b.chunkId));
 
   let repair: RepairReport | null = null;
-  if (options.repair) repair = await repairFound(options, problems, short, rf);
+  if (options.repair) repair = await repairFound(options, problems, findings.short, rf);
   const remaining = repair ? repair.chunksRemaining : counts.underReplicated;
   // Copies on dead nodes are a problem only through the chunks they leave short (status reports the dead node).
   const copyProblems = repair ? 0 : counts.corrupt + counts.missing;
@@ -272,7 +346,7 @@ export async function verifyCluster(options: VerifyOptions): Promise<VerifyRepor
     replication: rf,
     clean: counts.lost === 0 && remaining === 0 && copyProblems === 0,
     counts,
-    nodes: nodeReports,
+    nodes: [...reports.values()],
     problems,
     repair,
   };
