@@ -1,9 +1,13 @@
-/** With a node secret, nodes change their contents only with the master's grants, even for callers holding the cluster token. */
+/**
+ * With a node secret, nodes change their contents only with the master's grants, and only nodes
+ * that prove the secret register or report, even for callers holding the cluster token.
+ */
 import { describe, expect, test } from "bun:test";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { chunkIdOf } from "../src/core/chunk-id";
 import { listSubject, signGrant } from "../src/core/grants";
+import { nodeProof } from "../src/core/node-proof";
 import { tokenDigest } from "../src/rpc/auth";
 import { StorageApi } from "../src/rpc/client";
 import { randomBytes, sha256File, type TestCluster, waitFor, withCluster, withTempDir, kindOf } from "./harness";
@@ -113,6 +117,38 @@ describe("grants", () => {
           return ids.every((id) => counts.every((c) => !c.has(id)));
         }, 30_000, 100);
       });
+    });
+  });
+
+  test("only nodes that prove the node secret register or report: a token holder cannot take a node's id over, nor can a node without the secret join", async () => {
+    await withSignedCluster(2, async (cluster) => {
+      const api = cluster.api();
+      const usage = { capacityBytes: 0, freeBytes: 0, usedBytes: 0, chunkCount: 0 };
+      const node1 = cluster.nodes[0]!;
+      // The cluster token alone: no proof, or a made-up one.
+      expect(await kindOf(api.registerNode({ nodeId: "node1", host: "127.0.0.1", port: 1, version: "x", ...usage }))).toBe("PERMISSION_DENIED");
+      expect(await kindOf(api.registerNode({ nodeId: "node1", host: "127.0.0.1", port: 1, version: "x", ...usage, nodeProof: Buffer.alloc(32, 7) }))).toBe("PERMISSION_DENIED");
+      // A proof for node1's real address does not register it at another one.
+      const realProof = nodeProof(SECRET_KEY, "register", "node1", `127.0.0.1:${node1.port}`);
+      expect(await kindOf(api.registerNode({ nodeId: "node1", host: "127.0.0.1", port: 1, version: "x", ...usage, nodeProof: realProof }))).toBe("PERMISSION_DENIED");
+      const someChunk = "a".repeat(64);
+      expect(await kindOf(api.heartbeat({ nodeId: "node1", ...usage, lostChunkIds: [someChunk] }))).toBe("PERMISSION_DENIED");
+      expect(await kindOf(api.heartbeat({ nodeId: "node1", ...usage, lostChunkIds: [], nodeProof: nodeProof(SECRET_KEY, "register", "node1") }))).toBe("PERMISSION_DENIED");
+      // node1 is where it was, alive.
+      const status = await api.getClusterStatus();
+      const recorded = status.nodes.find((n) => n.node?.nodeId === "node1")!;
+      expect({ port: recorded.node!.port, alive: recorded.alive }).toEqual({ port: node1.port, alive: true });
+
+      // A node started with the token but without the node secret is refused, and says why.
+      const outsider = cluster.addNode();
+      delete process.env.DROPBOX_NODE_SECRET;
+      try {
+        await outsider.start();
+      } finally {
+        process.env.DROPBOX_NODE_SECRET = NODE_SECRET;
+      }
+      await waitFor("the outsider to log the refusal", async () => /refused this node \(.*node secret/.test(await outsider.log()));
+      expect((await api.getClusterStatus()).nodes.map((n) => n.node?.nodeId).sort()).toEqual(["node1", "node2"]);
     });
   });
 });

@@ -1,10 +1,11 @@
 /** MasterService handlers: validate every request, then consult or change the metadata. */
 import type * as grpc from "@grpc/grpc-js";
-import { isHostName, isNodeId } from "../core/address";
+import { formatHostPort, isHostName, isNodeId } from "../core/address";
 import { assertChunkId, contentHashOf } from "../core/chunk-id";
-import { failedPrecondition, invalidArgument, notFound } from "../core/errors";
+import { DropboxError, failedPrecondition, invalidArgument, notFound } from "../core/errors";
 import type { Log } from "../core/log";
 import { signGrant } from "../core/grants";
+import { type NodeProofOperation, nodeProofProblem } from "../core/node-proof";
 import { GRANT_TTL_MS, LIST_PAGE_FILES, MAX_CHUNK_IDS_PER_REQUEST, MAX_CHUNK_SIZE_BYTES, MAX_FILE_CHUNKS, MIN_CHUNK_SIZE_BYTES } from "../core/limits";
 import { assertName, assertPrefix } from "../core/names";
 import { VERSION } from "../core/version";
@@ -65,6 +66,13 @@ const CHUNK_REPLICAS_PAGE = 5000;
 export function masterService(ctx: MasterContext): grpc.UntypedServiceImplementation {
   const { metadata, registry, repairer, log } = ctx;
 
+  /** With a node secret, only a node that proves it may register or report for a node id. */
+  const checkNodeProof = (operation: NodeProofOperation, nodeId: string, address: string, proof: Uint8Array | undefined) => {
+    if (!ctx.grantSecret) return;
+    const problem = nodeProofProblem(ctx.grantSecret, operation, nodeId, address, proof);
+    if (problem) throw new DropboxError("PERMISSION_DENIED", problem);
+  };
+
   const validateManifest = (r: m.ManifestRequest) => {
     const name = assertName(r.filename);
     if (!Number.isSafeInteger(r.chunkSize) || r.chunkSize < MIN_CHUNK_SIZE_BYTES || r.chunkSize > MAX_CHUNK_SIZE_BYTES) {
@@ -101,6 +109,7 @@ export function masterService(ctx: MasterContext): grpc.UntypedServiceImplementa
       if (!isHostName(r.host)) throw invalidArgument("host must be a hostname or IP address");
       if (!Number.isInteger(r.port) || r.port < 1 || r.port > 65535) throw invalidArgument("port must be 1-65535");
       assertUsage(r);
+      checkNodeProof("register", id, formatHostPort(r.host, r.port), r.nodeProof);
       registry.register(id, r.host, r.port, r, Date.now());
       log(`node ${id} registered at ${r.host}:${r.port}`);
       repairer.onNodeRegistered(id);
@@ -110,6 +119,7 @@ export function masterService(ctx: MasterContext): grpc.UntypedServiceImplementa
     Heartbeat: unary<m.HeartbeatRequest, m.HeartbeatResponse>((r) => {
       const id = assertNodeId(r.nodeId);
       assertUsage(r);
+      checkNodeProof("heartbeat", id, "", r.nodeProof);
       const lost = r.lostChunkIds ?? [];
       if (lost.length > MAX_CHUNK_IDS_PER_REQUEST) throw invalidArgument(`at most ${MAX_CHUNK_IDS_PER_REQUEST} lost chunk ids per heartbeat`);
       lost.forEach((chunkId) => assertChunkId(chunkId));

@@ -7,8 +7,9 @@ import type { TlsServerConfig } from "../rpc/tls";
 import { formatHostPort, isLoopback, isNodeId, parseHostPort } from "../core/address";
 import { type AuthPolicy, tokenDigest } from "../rpc/auth";
 import { assertOwnDir, lockDataDir, type DirLock } from "../core/dir-lock";
-import { errorMessage, invalidArgument } from "../core/errors";
+import { DropboxError, errorMessage, invalidArgument } from "../core/errors";
 import { makeLog } from "../core/log";
+import { type NodeProofOperation, nodeProof } from "../core/node-proof";
 import { REGISTER_RETRY_INTERVAL_MS } from "../core/limits";
 import { VERSION } from "../core/version";
 import { MAX_CHUNK_IDS_PER_REQUEST } from "../core/limits";
@@ -90,11 +91,14 @@ async function startNode(options: NodeOptions, lock: DirLock): Promise<RunningNo
   const dataDir = resolve(options.dataDir);
   // Mutable: the master tells us its read-only token's digest when we register.
   const auth: AuthPolicy | undefined = options.token ? { tokenDigest: tokenDigest(options.token) } : undefined;
+  // The node secret checks the master's grants, and proves this node's identity to the master.
+  const nodeSecretKey = options.nodeSecret ? tokenDigest(options.nodeSecret) : undefined;
+  const proofOf = (operation: NodeProofOperation, address = "") => nodeProof(nodeSecretKey!, operation, nodeId, address);
   const server = await startServer(
     options.host,
     options.port,
     [
-      { name: "dropbox.StorageService", definition: StorageServiceClient.service, implementation: storageService(store, peers, log, { nodeId, grantSecret: options.nodeSecret ? tokenDigest(options.nodeSecret) : undefined }) },
+      { name: "dropbox.StorageService", definition: StorageServiceClient.service, implementation: storageService(store, peers, log, { nodeId, grantSecret: nodeSecretKey }) },
       processStatsService("node", nodeId, log, async () => ({ ...(await store.usage()), dataDir })),
     ],
     log,
@@ -109,6 +113,7 @@ async function startNode(options: NodeOptions, lock: DirLock): Promise<RunningNo
   const master = new MasterApi(options.master);
   log(`listening on ${formatHostPort(options.host, server.port)}, advertised as ${formatHostPort(advertised.host, advertised.port)}, data in ${options.dataDir}`);
 
+  const heartbeatProof = nodeSecretKey ? proofOf("heartbeat") : undefined;
   let stopped = false;
   let registered = false;
   let masterReachable = true;
@@ -116,7 +121,8 @@ async function startNode(options: NodeOptions, lock: DirLock): Promise<RunningNo
 
   const register = async () => {
     const usage = await store.usage();
-    const response = await master.registerNode({ nodeId, host: advertised.host, port: advertised.port, version: VERSION, ...usage }, REGISTER_RETRY_INTERVAL_MS * 4);
+    const nodeProof = nodeSecretKey ? proofOf("register", formatHostPort(advertised.host, advertised.port)) : undefined;
+    const response = await master.registerNode({ nodeId, host: advertised.host, port: advertised.port, version: VERSION, ...usage, nodeProof }, REGISTER_RETRY_INTERVAL_MS * 4);
     if (auth) auth.readTokenDigest = response.readTokenSha256?.length === 32 ? response.readTokenSha256 : undefined;
     registered = true;
     log(`registered with master ${options.master}`);
@@ -128,7 +134,7 @@ async function startNode(options: NodeOptions, lock: DirLock): Promise<RunningNo
       if (!registered) await register();
       else {
         const reported = [...lost].slice(0, MAX_CHUNK_IDS_PER_REQUEST);
-        const response = await master.heartbeat({ nodeId, ...(await store.usage()), lostChunkIds: reported }, options.heartbeatIntervalMs * 4);
+        const response = await master.heartbeat({ nodeId, ...(await store.usage()), lostChunkIds: reported, nodeProof: heartbeatProof }, options.heartbeatIntervalMs * 4);
         for (const id of reported) lost.delete(id);
         if (!response.known) {
           registered = false;
@@ -138,7 +144,8 @@ async function startNode(options: NodeOptions, lock: DirLock): Promise<RunningNo
       if (!masterReachable) log(`master ${options.master} reachable again`);
       masterReachable = true;
     } catch (err) {
-      if (masterReachable) log(`master ${options.master} not answering (${errorMessage(err)}); retrying`);
+      const refused = err instanceof DropboxError && (err.kind === "PERMISSION_DENIED" || err.kind === "UNAUTHENTICATED");
+      if (masterReachable) log(`master ${options.master} ${refused ? "refused this node" : "not answering"} (${errorMessage(err)}); retrying`);
       masterReachable = false;
     }
     if (!stopped) timer = setTimeout(tick, registered ? options.heartbeatIntervalMs : REGISTER_RETRY_INTERVAL_MS);

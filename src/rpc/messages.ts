@@ -32,6 +32,8 @@ export interface RegisterRequest extends NodeUsage {
   host: string;
   port: number;
   version: string;
+  /** With a node secret: core/node-proof.ts. */
+  nodeProof?: Buffer;
 }
 export interface RegisterResponse {
   status: string;
@@ -41,6 +43,8 @@ export interface RegisterResponse {
 export interface HeartbeatRequest extends NodeUsage {
   nodeId: string;
   lostChunkIds: string[];
+  /** With a node secret: core/node-proof.ts. */
+  nodeProof?: Buffer;
 }
 export interface HeartbeatResponse {
   known: boolean;
