@@ -1,5 +1,5 @@
 /**
- * Allocator tuning for the commands that move chunks.
+ * Allocator tuning for storage nodes.
  *
  * Bun allocates with mimalloc, which by default hands freed memory back to the OS 100 ms
  * after it is freed. Moving chunks frees and allocates multi-MiB buffers many times a
@@ -7,11 +7,12 @@
  * returned and faulted in again, over and over: each node took ~250,000 page faults during
  * a 1 GiB upload, a third of its CPU time in the kernel. Holding freed memory for a few
  * seconds before returning it cut that to ~50,000 and uploads took ~10% less time; an idle
- * process still gives its memory back.
+ * process still gives its memory back. Clients gained nothing measurable from it (1 GiB up and
+ * down, same times) and held 10-25 MiB more, so they keep the default.
  *
- * mimalloc reads its options from the environment once, as the process starts, so these
- * commands re-execute themselves (same pid, same arguments) with the option set. A value
- * the user set is left alone.
+ * mimalloc reads its options from the environment once, as the process starts, so a node
+ * re-executes itself (same pid, same arguments) with the option set. A value the user set
+ * is left alone.
  */
 import { selfCommand } from "../cluster/processes";
 
@@ -19,15 +20,15 @@ import { selfCommand } from "../cluster/processes";
 const PURGE_DELAY_ENV = "MIMALLOC_PURGE_DELAY";
 const PURGE_DELAY_MS = "5000";
 
-/** Commands whose processes move chunk data: storage nodes, and the client's transfers. */
-const CHUNK_MOVING_COMMANDS = new Set(["node", "upload", "download"]);
+/** Commands whose processes run long and churn chunk buffers: storage nodes. */
+const TUNED_COMMANDS = new Set(["node"]);
 
 /**
- * When `args` (the arguments after the executable) run a chunk-moving command and the
- * allocator is not tuned yet, replaces this process with itself, tuned. Returns otherwise.
+ * When `args` (the arguments after the executable) run a storage node and the allocator is
+ * not tuned yet, replaces this process with itself, tuned. Returns otherwise.
  */
 export function tuneAllocator(args: string[]): void {
-  if (process.env[PURGE_DELAY_ENV] !== undefined || !CHUNK_MOVING_COMMANDS.has(args[0] ?? "")) return;
+  if (process.env[PURGE_DELAY_ENV] !== undefined || !TUNED_COMMANDS.has(args[0] ?? "")) return;
   const execve = (process as { execve?: (file: string, args: string[], env: Record<string, string | undefined>) => never }).execve;
   if (typeof execve !== "function") return;
   const [file, ...script] = selfCommand();
