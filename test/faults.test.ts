@@ -106,10 +106,12 @@ describe("faults", () => {
         // The master still believes node1 alive (long timeout), so it keeps choosing it: the client must route around.
         await cluster.nodes[0]!.kill("SIGKILL");
         await writeFile(join(dir, "f.bin"), randomBytes(16 * MiB));
-        const up = await cluster.run(["upload", join(dir, "f.bin"), "--json"]);
+        // 16 chunks: each has node1 among its 2 of 4 targets with probability 1/2, so all 16
+        // missing it (no retry to see) happens once in 65,536 runs. (With 4 chunks: 1 in 16.)
+        const up = await cluster.run(["upload", join(dir, "f.bin"), "--chunk-size", "1MiB", "--json"]);
         expect(up.stderr).toBe("");
         expect(up.exitCode).toBe(0);
-        expect(JSON.parse(up.stdout).files[0].chunksWritten).toBe(8);
+        expect(JSON.parse(up.stdout).files[0].chunksWritten).toBe(32);
         // The routing around is visible: at least one copy went to node1 first and was retried.
         expect(JSON.parse(up.stdout).files[0].retries).toBeGreaterThan(0);
         expect(JSON.parse(up.stdout).totals.retries).toBe(JSON.parse(up.stdout).files[0].retries);
