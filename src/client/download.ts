@@ -1,6 +1,6 @@
 /**
  * Downloading one file: one GetManifest for the chunk list and every replica, chunks
- * fetched in parallel within the in-flight budget, each verified, written in order to a
+ * fetched in parallel within the download window, each verified, written in order to a
  * temp file beside the output and renamed at the end.
  */
 import { open, rename, unlink, type FileHandle } from "node:fs/promises";
@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import { formatHostPort } from "../core/address";
 import { chunkIdOfAsync, contentHashOf } from "../core/chunk-id";
 import { DropboxError, dataLoss, errorMessage, unavailable } from "../core/errors";
-import { CHUNK_RPC_TIMEOUT_MS, CLIENT_INFLIGHT_BUDGET_BYTES, UNCACHED_WRITE_MIN_BYTES } from "../core/limits";
+import { CHUNK_RPC_TIMEOUT_MS, DOWNLOAD_WINDOW_BYTES, UNCACHED_WRITE_MIN_BYTES } from "../core/limits";
 import { assertName } from "../core/names";
 import { writeOut } from "../core/stdio";
 import { UncachedFile } from "../core/uncached-file";
@@ -115,7 +115,7 @@ export async function downloadFile(options: DownloadOptions): Promise<FileInfo> 
 
   const sink = options.output === "-" ? stdoutSink(name) : await fileSink(options.output, file.size);
   try {
-    const window = Math.max(1, Math.floor(CLIENT_INFLIGHT_BUDGET_BYTES / Math.max(file.chunkSize, 1)));
+    const window = Math.max(1, Math.floor(DOWNLOAD_WINDOW_BYTES / Math.max(file.chunkSize, 1)));
     const fetches: Promise<Buffer>[] = [];
     let next = 0;
     const startNext = () => {
