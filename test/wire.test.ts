@@ -69,7 +69,7 @@ describe("chunks on the wire", () => {
     expect(chunkIdOf(stored.get(id)!)).toBe(id);
     expect(receivedPooled).toBe(true);
     expect(forwardableInPlace).toBe(true);
-    // Ready for O_DIRECT as it is (uncached-file.ts).
+    // Ready for O_DIRECT as it is (durable-file.ts).
     expect(receivedAligned).toBe(true);
   });
 

@@ -3,16 +3,16 @@
  * fetched in parallel within the download window, each verified, written in order to a
  * temp file beside the output and renamed at the end.
  */
-import { open, rename, unlink, type FileHandle } from "node:fs/promises";
+import { rename, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { formatHostPort } from "../core/address";
 import { chunkIdOfAsync, contentHashOf } from "../core/chunk-id";
 import { DropboxError, dataLoss, errorMessage, unavailable } from "../core/errors";
-import { CHUNK_RPC_TIMEOUT_MS, DOWNLOAD_WINDOW_BYTES, UNCACHED_WRITE_MIN_BYTES } from "../core/limits";
+import { CHUNK_RPC_TIMEOUT_MS, DOWNLOAD_WINDOW_BYTES } from "../core/limits";
 import { assertName } from "../core/names";
 import { writeOut } from "../core/stdio";
-import { UncachedFile } from "../core/uncached-file";
+import { DurableFile } from "../core/durable-file";
 import { releaseReceived } from "../rpc/receive-buffers";
 import type { ChunkPool, TransferMaster } from "../rpc/client";
 import type { ChunkLocation, FileInfo, StorageNode } from "../rpc/messages";
@@ -69,24 +69,15 @@ interface Sink {
 /** A temp file beside `output`, renamed over it once complete and durable; large files go past the page cache. */
 async function fileSink(output: string, size: number): Promise<Sink> {
   const tmpPath = join(dirname(output), `.${basename(output)}.${randomBytes(4).toString("hex")}.dropbox-part`);
-  const file = size >= UNCACHED_WRITE_MIN_BYTES ? await UncachedFile.create(tmpPath, 0o644) : null;
-  const handle: FileHandle | null = file ? null : await open(tmpPath, "wx", 0o644);
+  const file = await DurableFile.create(tmpPath, 0o644, size);
   return {
-    async write(data) {
-      if (file) return file.append(data);
-      let written = 0;
-      while (written < data.byteLength) written += (await handle!.write(data, written, data.byteLength - written)).bytesWritten;
-    },
+    write: (data) => file.append(data),
     async finish() {
-      if (file) await file.commit();
-      else {
-        await handle!.sync();
-        await handle!.close();
-      }
+      await file.commit();
       await rename(tmpPath, output);
     },
     async abort() {
-      await (file ?? handle!).close().catch(() => {});
+      await file.close();
       await unlink(tmpPath).catch(() => {});
     },
   };

@@ -33,7 +33,7 @@ export const PUT_TARGETS_BATCH_CHUNKS = 16;
  */
 export const CHAIN_REPLICATION_MIN_CHUNK_BYTES = 1024 * 1024;
 /**
- * Files at least this large are written past the page cache (core/uncached-file.ts): big
+ * Files at least this large are written past the page cache (core/durable-file.ts): big
  * writes save the page-cache copy, while small chunks are cheap to cache and likely to be
  * read back soon.
  */

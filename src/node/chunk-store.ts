@@ -7,9 +7,9 @@ import { join } from "node:path";
 import { assertChunkId, chunkIdOfAsync } from "../core/chunk-id";
 import type { ChunkRef } from "../rpc/messages";
 import { DropboxError, dataLoss, invalidArgument, notFound, resourceExhausted } from "../core/errors";
-import { MAX_CHUNK_SIZE_BYTES, UNCACHED_WRITE_MIN_BYTES } from "../core/limits";
+import { MAX_CHUNK_SIZE_BYTES } from "../core/limits";
 import { readFully } from "../core/read-fully";
-import { UncachedFile } from "../core/uncached-file";
+import { DurableFile } from "../core/durable-file";
 
 /** What the store holds, for heartbeats. */
 export interface StoreUsage {
@@ -31,24 +31,14 @@ async function syncDirectory(path: string) {
   }
 }
 
-/** Writes a new file and fsyncs it; large ones past the page cache. */
+/** Writes a new file and fsyncs it (large ones past the page cache). */
 async function writeDurably(path: string, data: Uint8Array) {
-  if (data.byteLength >= UNCACHED_WRITE_MIN_BYTES) {
-    const file = await UncachedFile.create(path, 0o600);
-    try {
-      await file.append(data);
-      await file.commit();
-    } finally {
-      await file.close();
-    }
-    return;
-  }
-  const handle = await open(path, "wx", 0o600);
+  const file = await DurableFile.create(path, 0o600, data.byteLength);
   try {
-    await handle.writeFile(data);
-    await handle.sync();
+    await file.append(data);
+    await file.commit();
   } finally {
-    await handle.close();
+    await file.close();
   }
 }
 

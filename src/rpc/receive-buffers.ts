@@ -18,7 +18,7 @@
  * The chunk bytes inside a large message (its first large length-delimited field: the payload
  * of a PutChunk or a GetChunk response) are placed at a 4096-byte-aligned address, so that a
  * node storing them, or a client writing them to a file, hands them to O_DIRECT as they are
- * (core/uncached-file.ts) instead of copying them into an aligned buffer first.
+ * (core/durable-file.ts) instead of copying them into an aligned buffer first.
  *
  * This replaces grpc-js's StreamDecoder.write (checked at start-up, like framing.ts); its
  * output is the same: each framed message (5-byte header, then the message) in a buffer of

@@ -1,4 +1,4 @@
-/** Files written past the page cache hold exactly the bytes appended, whatever the sizes and the filesystem. */
+/** Durable files hold exactly the bytes appended, whatever the sizes, the path (past the page cache or not) and the filesystem. */
 import { describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
@@ -6,15 +6,17 @@ import { mkdtemp, readFile, rm, stat, statfs } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DIRECT_IO_ALIGNMENT_BYTES, misalignment } from "../src/core/direct-io-alignment";
-import { UncachedFile } from "../src/core/uncached-file";
+import { DurableFile } from "../src/core/durable-file";
+import { UNCACHED_WRITE_MIN_BYTES } from "../src/core/limits";
 
 const MiB = 1024 * 1024;
 /** Filesystems that have supported O_DIRECT for a decade: on them the direct path must be taken. */
 const DIRECT_FILESYSTEMS = new Set([0xef53 /* ext2/3/4 */, 0x58465342 /* xfs */, 0x9123683e /* btrfs */]);
 
-async function writeAndRead(dir: string, pieces: Buffer[]): Promise<{ bytes: Buffer; direct: boolean; mode: number }> {
+/** Writes `pieces` as a file created for `expectedBytes` (default: large enough to go past the page cache). */
+async function writeAndRead(dir: string, pieces: Buffer[], expectedBytes = UNCACHED_WRITE_MIN_BYTES): Promise<{ bytes: Buffer; direct: boolean; mode: number }> {
   const path = join(dir, `f-${randomBytes(4).toString("hex")}`);
-  const file = await UncachedFile.create(path, 0o640);
+  const file = await DurableFile.create(path, 0o640, expectedBytes);
   const direct = file.isDirect;
   for (const piece of pieces) await file.append(piece);
   await file.commit();
@@ -22,7 +24,7 @@ async function writeAndRead(dir: string, pieces: Buffer[]): Promise<{ bytes: Buf
 }
 
 async function inDir(root: string, body: (dir: string) => Promise<void>) {
-  const dir = await mkdtemp(join(root, "dropbox-uncached-"));
+  const dir = await mkdtemp(join(root, "dropbox-durable-"));
   try {
     await body(dir);
   } finally {
@@ -42,7 +44,7 @@ const shapes: [string, number[]][] = [
 ];
 
 for (const [label, root] of [["the temp directory", tmpdir()], ["tmpfs", "/dev/shm"]] as const) {
-  describe(`uncached files on ${label}`, () => {
+  describe(`durable files on ${label}`, () => {
     for (const [shape, sizes] of shapes) {
       test(`${shape}: the file holds exactly the bytes appended`, async () => {
         if (!existsSync(root)) throw new Error(`${root} is missing on this machine`);
@@ -58,13 +60,22 @@ for (const [label, root] of [["the temp directory", tmpdir()], ["tmpfs", "/dev/s
   });
 }
 
-describe("uncached files", () => {
+describe("durable files", () => {
   test("go past the page cache where the filesystem supports it", async () => {
     await inDir(tmpdir(), async (dir) => {
       const { type } = await statfs(dir);
       const { direct } = await writeAndRead(dir, [randomBytes(MiB)]);
       if (DIRECT_FILESYSTEMS.has(type)) expect(direct).toBe(true);
       else expect(typeof direct).toBe("boolean");
+    });
+  });
+  test("small ones stay in the page cache, and hold exactly the bytes appended", async () => {
+    await inDir(tmpdir(), async (dir) => {
+      const pieces = [randomBytes(5000), randomBytes(4096), randomBytes(1)];
+      const { bytes, direct, mode } = await writeAndRead(dir, pieces, UNCACHED_WRITE_MIN_BYTES - 1);
+      expect(direct).toBe(false);
+      expect(bytes.equals(Buffer.concat(pieces))).toBe(true);
+      expect(mode).toBe(0o640);
     });
   });
   test("take bytes that already sit in aligned memory as they are, tail included", async () => {
@@ -82,7 +93,7 @@ describe("uncached files", () => {
     await inDir(tmpdir(), async (dir) => {
       const path = join(dir, "taken");
       await Bun.write(path, "keep me");
-      await expect(UncachedFile.create(path, 0o600)).rejects.toMatchObject({ code: "EEXIST" });
+      for (const expectedBytes of [1, UNCACHED_WRITE_MIN_BYTES]) await expect(DurableFile.create(path, 0o600, expectedBytes)).rejects.toMatchObject({ code: "EEXIST" });
       expect(await readFile(path, "utf8")).toBe("keep me");
     });
   });

@@ -1,11 +1,12 @@
 /**
- * New files written past the page cache (O_DIRECT), for the large sequential writes a
- * store makes: chunk files on nodes, downloaded files on clients.
+ * New files written once, front to back, then made durable: chunk files on nodes, downloaded
+ * files on clients. Large ones are written past the page cache (O_DIRECT).
  *
  * Buffered, every byte is first copied into a fresh page-cache page, and fsync then writes
  * those pages back. On the 2-core VMs we measure on, that copy was ~14% of a node's CPU
  * during an upload and a third of a download client's; direct, the disk reads our buffer.
- * Download of 1 GiB: 3.2-3.7 s -> 2.4-2.9 s, client system time 1.4 -> 0.4 s.
+ * Download of 1 GiB: 3.2-3.7 s -> 2.4-2.9 s, client system time 1.4 -> 0.4 s. Small files
+ * stay buffered: they are cheap to cache and likely to be read back soon.
  *
  * O_DIRECT wants the memory, the file offset and the length aligned to the device's block.
  * Bytes are staged in an aligned buffer (a memcpy, far cheaper than the page-cache copy),
@@ -16,6 +17,7 @@
 import { constants, ftruncateSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { DIRECT_IO_ALIGNMENT_BYTES as BLOCK_BYTES, misalignment } from "./direct-io-alignment";
+import { UNCACHED_WRITE_MIN_BYTES } from "./limits";
 
 /** One staged write at most: bounds a staging buffer, and 4 MiB writes run at disk speed. */
 const STAGING_BYTES = 4 * 1024 * 1024;
@@ -51,7 +53,7 @@ const roundUp = (n: number) => Math.ceil(n / BLOCK_BYTES) * BLOCK_BYTES;
 const isInvalid = (err: unknown) => (err as NodeJS.ErrnoException)?.code === "EINVAL";
 
 /** A new file filled front to back with `append`, then made durable with `commit`. */
-export class UncachedFile {
+export class DurableFile {
   /** Bytes appended so far: the file's length once committed. */
   private length = 0;
   /**
@@ -63,22 +65,26 @@ export class UncachedFile {
 
   private constructor(
     private readonly path: string,
-    /** The O_DIRECT handle; null once the filesystem refused it. */
+    /** The O_DIRECT handle; null for a small file, or once the filesystem refused it. */
     private direct: FileHandle | null,
     buffered: FileHandle | null,
   ) {
     this.buffered = buffered;
   }
 
-  /** Creates `path` (which must not exist) with `mode`. */
-  static async create(path: string, mode: number): Promise<UncachedFile> {
+  /**
+   * Creates `path` (which must not exist) with `mode`, for about `expectedBytes`: from
+   * UNCACHED_WRITE_MIN_BYTES up, the file is written past the page cache.
+   */
+  static async create(path: string, mode: number, expectedBytes: number): Promise<DurableFile> {
     const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL;
+    if (expectedBytes < UNCACHED_WRITE_MIN_BYTES) return new DurableFile(path, null, await open(path, flags, mode));
     try {
-      return new UncachedFile(path, await open(path, flags | constants.O_DIRECT, mode), null);
+      return new DurableFile(path, await open(path, flags | constants.O_DIRECT, mode), null);
     } catch (err) {
       if (!isInvalid(err)) throw err;
       // Refused: some filesystems create the file before refusing O_DIRECT, so no O_EXCL here.
-      return new UncachedFile(path, null, await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, mode));
+      return new DurableFile(path, null, await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, mode));
     }
   }
 
