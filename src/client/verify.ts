@@ -110,6 +110,11 @@ async function expectedOfFiles(master: MasterApi, names: string[]): Promise<Map<
   return expected;
 }
 
+/** The chunks of `expected` the master records on `nodeId`. */
+function recordedOn(expected: Map<string, Expected>, nodeId: string): string[] {
+  return [...expected].filter(([, e]) => e.nodeIds.includes(nodeId)).map(([chunkId]) => chunkId);
+}
+
 /** The master's current record of `ids`, a request at a time. */
 async function recordedNow(master: MasterApi, ids: string[]): Promise<Map<string, ChunkReplicas>> {
   const out = new Map<string, ChunkReplicas>();
@@ -198,7 +203,7 @@ class Findings {
     };
     for (const [nodeId, report] of this.reports) {
       const answered = verdicts.get(nodeId);
-      const recordedHere = [...expected].filter(([, e]) => e.nodeIds.includes(nodeId)).map(([chunkId]) => chunkId);
+      const recordedHere = recordedOn(expected, nodeId);
       if (!answered) {
         for (const chunkId of recordedHere) setCopy(chunkId, nodeId, "unreachable");
         continue;
@@ -293,7 +298,7 @@ export async function verifyCluster(options: VerifyOptions): Promise<VerifyRepor
     await Promise.all(
       live.map(async (node) => {
         const id = node.node!.nodeId;
-        const ids = [...expected].filter(([, e]) => e.nodeIds.includes(id)).map(([chunkId]) => chunkId);
+        const ids = recordedOn(expected, id);
         try {
           verdicts.set(id, await verifyListedOnNode(options, node, ids));
         } catch (err) {
