@@ -88,6 +88,8 @@ class BatchingNode implements ChunkCalls {
 
   getChunk = (r: m.GetChunkRequest, timeoutMs: number, expectedSize?: number) =>
     expectedSize !== undefined && expectedSize <= BATCHED_CHUNK_MAX_BYTES ? this.gets.submit({ request: r, size: expectedSize }) : this.node.getChunk(r, timeoutMs);
+
+  reportMismatch = (chunkId: string) => this.node.reportMismatch(chunkId);
 }
 
 /** The node pool, handing out batching views (one per address) over the real channels. */

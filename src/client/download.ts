@@ -33,11 +33,15 @@ const addressOf = (node: StorageNode) => formatHostPort(node.host, node.port);
 async function fetchChunk(master: TransferMaster, pool: ChunkPool, location: ChunkLocation): Promise<Buffer> {
   const failures: string[] = [];
   let corrupt = false;
+  const reports: Promise<void>[] = [];
   const tryReplicas = async (replicas: StorageNode[]) => {
     for (const replica of replicas) {
+      const node = pool.get(addressOf(replica));
       try {
-        const { data } = await pool.get(addressOf(replica)).getChunk({ chunkId: location.chunkId }, CHUNK_RPC_TIMEOUT_MS, location.size);
+        const { data } = await node.getChunk({ chunkId: location.chunkId }, CHUNK_RPC_TIMEOUT_MS, location.size);
         if (data.byteLength === location.size && (await chunkIdOfAsync(data)) === location.chunkId) return data;
+        // Nodes serve what they stored unchecked: the reader is the check, and says so.
+        reports.push(node.reportMismatch(location.chunkId));
         corrupt = true;
         failures.push(`${replica.nodeId}: returned bytes that do not match the chunk id`);
       } catch (err) {
@@ -47,13 +51,18 @@ async function fetchChunk(master: TransferMaster, pool: ChunkPool, location: Chu
     }
     return null;
   };
-  const first = await tryReplicas(location.replicas);
-  if (first) return first;
-  // Replicas may have moved since the manifest was read (repair): ask once more.
-  const fresh = await master.requestGetTargets({ chunkIds: [location.chunkId] });
-  const tried = new Set(location.replicas.map((r) => r.nodeId));
-  const second = await tryReplicas((fresh.chunks[0]?.replicas ?? []).filter((r) => !tried.has(r.nodeId)));
-  if (second) return second;
+  try {
+    const first = await tryReplicas(location.replicas);
+    if (first) return first;
+    // Replicas may have moved since the manifest was read (repair): ask once more.
+    const fresh = await master.requestGetTargets({ chunkIds: [location.chunkId] });
+    const tried = new Set(location.replicas.map((r) => r.nodeId));
+    const second = await tryReplicas((fresh.chunks[0]?.replicas ?? []).filter((r) => !tried.has(r.nodeId)));
+    if (second) return second;
+  } finally {
+    // Delivered before the process may exit: the bad copy is quarantined and re-replicated.
+    await Promise.all(reports);
+  }
   const detail = failures.length > 0 ? failures.join("; ") : "no replica is recorded";
   const message = `chunk ${location.chunkId.slice(0, 12)}… could not be read from any replica (${detail})`;
   throw corrupt ? dataLoss(message) : unavailable(message);

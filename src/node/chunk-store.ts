@@ -1,6 +1,7 @@
 /**
  * Chunks on disk, each a file named by its id under a fan-out directory
- * (`chunks/ab/abcd…`). Writes are atomic and durable; every read is verified.
+ * (`chunks/ab/abcd…`). Writes are verified, atomic and durable; reads return the bytes as
+ * stored, for the reader to verify, and `verify` re-hashes and quarantines.
  */
 import { mkdir, open, readdir, rename, rm, stat, statfs, unlink, utimes } from "node:fs/promises";
 import { join } from "node:path";
@@ -113,8 +114,8 @@ export class ChunkStore {
 
   private async putVerified(id: string, data: Uint8Array): Promise<boolean> {
     const finalPath = this.pathOf(id);
-    const existing = await this.readVerified(id).catch(() => null);
-    if (existing) {
+    const existingSize = await this.verify(id).catch(() => null);
+    if (existingSize !== null) {
       // Re-sent: mark it fresh so a garbage collection racing with this upload keeps it.
       const now = new Date();
       await utimes(finalPath, now, now).catch(() => {});
@@ -140,33 +141,38 @@ export class ChunkStore {
   }
 
   /**
-   * Reads a chunk and verifies it; a copy that fails is moved aside and DATA_LOSS is thrown.
-   * `headroom` bytes are left free before the data in its buffer.
+   * The chunk's bytes as stored, not re-hashed: every reader hashes what it receives, and a
+   * reader that finds a mismatch says so through `verify`, which quarantines the copy (HDFS's
+   * model; re-hashing here too cost nodes half their CPU on downloads). A file that cannot be
+   * a good copy by its size alone is quarantined here. `headroom` bytes are left free before
+   * the data in its buffer (for a caller's headers).
    */
   async get(id: string, headroom = 0): Promise<Buffer> {
     assertChunkId(id);
-    const data = await this.readVerified(id, headroom);
-    if (!data) throw notFound(`chunk ${id} is not on this node`);
-    return data;
+    const stored = await this.read(id, headroom);
+    if (!stored) throw notFound(`chunk ${id} is not on this node`);
+    if (stored.data.byteLength === 0) await this.failVerification(id, stored.size);
+    return stored.data;
   }
 
-  /**
-   * The verified bytes, null when absent; quarantines and throws DATA_LOSS when corrupt.
-   * `headroom` bytes are left free before the data in its buffer (for a caller's headers).
-   */
-  private async readVerified(id: string, headroom = 0): Promise<Buffer | null> {
-    let data: Buffer;
-    let size: number;
+  /** Re-reads and re-hashes one chunk; returns its size, or null when it is gone. A bad copy is quarantined (DATA_LOSS). */
+  async verify(id: string): Promise<number | null> {
+    const stored = await this.read(id, 0);
+    if (!stored) return null;
+    if (stored.data.byteLength > 0 && (await chunkIdOfAsync(stored.data)) === id) return stored.data.byteLength;
+    return this.failVerification(id, stored.size);
+  }
+
+  /** The file's bytes and size, null when absent; a file too large to be a chunk reads as empty, unread. */
+  private async read(id: string, headroom: number): Promise<{ data: Buffer; size: number } | null> {
     try {
       const handle = await open(this.pathOf(id), "r");
       try {
-        size = (await handle.stat()).size;
+        const size = (await handle.stat()).size;
         // Nothing this store wrote is larger; a file that is cannot be a good copy, and is not read whole.
-        if (size > MAX_CHUNK_SIZE_BYTES) data = Buffer.alloc(0);
-        else {
-          const buffer = Buffer.allocUnsafe(headroom + size);
-          data = buffer.subarray(headroom, headroom + (await readFully(handle, buffer.subarray(headroom), 0)));
-        }
+        if (size > MAX_CHUNK_SIZE_BYTES) return { data: Buffer.alloc(0), size };
+        const buffer = Buffer.allocUnsafe(headroom + size);
+        return { data: buffer.subarray(headroom, headroom + (await readFully(handle, buffer.subarray(headroom), 0))), size };
       } finally {
         await handle.close();
       }
@@ -174,7 +180,9 @@ export class ChunkStore {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
       throw err;
     }
-    if (data.byteLength > 0 && (await chunkIdOfAsync(data)) === id) return data;
+  }
+
+  private async failVerification(id: string, size: number): Promise<never> {
     await this.quarantine(id, size);
     throw dataLoss(`chunk ${id} failed verification on this node and was quarantined`);
   }
@@ -191,12 +199,6 @@ export class ChunkStore {
     } catch (err) {
       if (!(err instanceof DropboxError) && (err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
     }
-  }
-
-  /** Re-reads and re-hashes one chunk; returns its size, or null when it is gone. A bad copy is quarantined (DATA_LOSS). */
-  async verify(id: string): Promise<number | null> {
-    const data = await this.readVerified(id);
-    return data ? data.byteLength : null;
   }
 
   /** Up to `limit` chunks after `startAfter`, in id order. */

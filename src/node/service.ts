@@ -81,10 +81,14 @@ export function storageService(store: ChunkStore, pool: StoragePool, log: Log, i
       const failures: string[] = [];
       for (const source of request.sources) {
         try {
-          const { data } = await pool.get(formatHostPort(source.host, source.port)).getChunk({ chunkId: id }, CHUNK_RPC_TIMEOUT_MS);
+          const sourceNode = pool.get(formatHostPort(source.host, source.port));
+          const { data } = await sourceNode.getChunk({ chunkId: id }, CHUNK_RPC_TIMEOUT_MS);
           rpcCounters.bytesIn += data.byteLength;
-          // The source verified its copy; verify again here, after the network.
-          if ((await chunkIdOfAsync(data)) !== id) throw dataLoss(`bytes from ${source.nodeId} do not match the chunk id`);
+          // Sources serve what they stored unchecked: this is the check.
+          if ((await chunkIdOfAsync(data)) !== id) {
+            await sourceNode.reportMismatch(id);
+            throw dataLoss(`bytes from ${source.nodeId} do not match the chunk id`);
+          }
           await store.put(id, data);
           return { sourceNodeId: source.nodeId, corruptSourceNodeIds: corrupt };
         } catch (err) {

@@ -1,7 +1,7 @@
 /** gRPC client plumbing: channel options, typed calls with deadlines, and a pool of node channels. */
 import * as grpc from "@grpc/grpc-js";
 import "./receive-buffers"; // large received messages land in reused buffers
-import { FLOW_CONTROL_WINDOW_BYTES, MAX_MESSAGE_BYTES, MAX_POOLED_CHANNELS, METADATA_RPC_TIMEOUT_MS } from "../core/limits";
+import { CHUNK_RPC_TIMEOUT_MS, FLOW_CONTROL_WINDOW_BYTES, MAX_MESSAGE_BYTES, MAX_POOLED_CHANNELS, METADATA_RPC_TIMEOUT_MS } from "../core/limits";
 import { HealthClient, MasterServiceClient, ProcessServiceClient, StorageServiceClient } from "./proto";
 import { passThroughPreEncoded, type PreEncodedPutChunk } from "./put-chunk-message";
 import type * as m from "./messages";
@@ -93,6 +93,13 @@ export class StorageApi {
   deleteChunks = (r: m.DeleteChunksRequest, timeoutMs: number) => this.call<m.DeleteChunksRequest, m.DeleteChunksResponse>("DeleteChunks", r, timeoutMs);
   listChunks = (r: m.ListChunksRequest, timeoutMs: number) => this.call<m.ListChunksRequest, m.ListChunksResponse>("ListChunks", r, timeoutMs);
   verifyChunks = (r: m.VerifyChunksRequest, timeoutMs: number) => this.call<m.VerifyChunksRequest, m.VerifyChunksResponse>("VerifyChunks", r, timeoutMs);
+  /**
+   * Tells the node that the bytes it served for `chunkId` do not match the id. The node re-hashes
+   * its copy itself (VerifyChunks) and quarantines it if bad, so no reader can get a good copy
+   * dropped. Best effort: the reader has moved on to another replica, and the scrubber would
+   * find the copy in time anyway.
+   */
+  reportMismatch = (chunkId: string): Promise<void> => this.verifyChunks({ chunkIds: [chunkId] }, CHUNK_RPC_TIMEOUT_MS).then(() => {}, () => {});
 
   close() {
     this.client.close();
@@ -121,6 +128,7 @@ export type TransferMaster = Pick<MasterApi, "requestPutTargets" | "announceMani
 export interface ChunkCalls {
   putChunk: StorageApi["putChunk"];
   getChunk(r: m.GetChunkRequest, timeoutMs: number, expectedSize?: number): Promise<m.GetChunkResponse>;
+  reportMismatch: StorageApi["reportMismatch"];
 }
 
 /** Where a file transfer finds its nodes. */
