@@ -3,13 +3,15 @@
  * process on an OS-chosen port with its own temp dir and log file. Tests wrap their
  * body in `withCluster`, which tears everything down and dumps the logs on failure.
  */
-import { mkdtemp, readFile, readdir, rm, stat } from "node:fs/promises";
-import { closeSync, existsSync, openSync } from "node:fs";
+import { mkdtemp, open, readFile, readdir, rm, stat } from "node:fs/promises";
+import { closeSync, existsSync, openSync, statSync } from "node:fs";
+import { Database } from "bun:sqlite";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import { useToken } from "../src/rpc/auth";
+import { PACK_RECORD_HEADER_BYTES } from "../src/node/pack-store";
 import { MasterApi } from "../src/rpc/client";
 import { waitFor } from "./poll";
 
@@ -187,12 +189,16 @@ export class TestCluster {
   }
 
   /** Every chunk file on a node's disk: id -> size. */
+  /** The chunks a node holds on disk, packed or in files, with their sizes: read off its disk, not asked. */
   async chunkFiles(node: ServerProcess): Promise<Map<string, number>> {
     const files = new Map<string, number>();
     const root = join(node.dataDir, "chunks");
     for (const dir of await readdir(root).catch(() => [])) {
       for (const name of await readdir(join(root, dir))) files.set(name, (await stat(join(root, dir, name))).size);
     }
+    withPackIndex(node, (db) => {
+      for (const row of db.query("SELECT chunk_id AS id, size FROM packed").all() as { id: string; size: number }[]) files.set(row.id, row.size);
+    });
     return files;
   }
 
@@ -250,9 +256,58 @@ export async function sha256File(path: string): Promise<string> {
 /** The start of every ANSI control sequence: piped output must never contain it. */
 export const ANSI = "\x1b[";
 
-/** Where a node keeps a chunk on disk (for tests that damage or remove copies). */
-export function chunkPath(node: ServerProcess, chunkId: string): string {
-  return join(node.dataDir, "chunks", chunkId.slice(0, 2), chunkId);
+/** Runs `f` on a node's pack index (node/pack-store.ts), if it has one; SQLite lets two processes share it. */
+function withPackIndex<T>(node: ServerProcess, f: (db: Database) => T): T | undefined {
+  const path = join(node.dataDir, "packs", "packs.sqlite");
+  if (!existsSync(path)) return undefined;
+  const db = new Database(path);
+  try {
+    db.exec("PRAGMA busy_timeout = 5000");
+    return f(db);
+  } finally {
+    db.close();
+  }
+}
+
+/** Where a node keeps a chunk's bytes on disk: a chunk file, or a record in a pack. */
+function locateChunk(node: ServerProcess, chunkId: string): { path: string; offset: number; size: number } {
+  const packed = withPackIndex(node, (db) => db.query("SELECT pack, offset, size FROM packed WHERE chunk_id = ?").get(chunkId) as { pack: number; offset: number; size: number } | null);
+  if (packed) return { path: join(node.dataDir, "packs", `${String(packed.pack).padStart(8, "0")}.pack`), offset: packed.offset + PACK_RECORD_HEADER_BYTES, size: packed.size };
+  const path = join(node.dataDir, "chunks", chunkId.slice(0, 2), chunkId);
+  return { path, offset: 0, size: statSync(path).size };
+}
+
+/** Rots a node's copy of a chunk on disk: flips the byte at `at` (for tests of damage). */
+export async function rotChunk(node: ServerProcess, chunkId: string, at = 1000) {
+  const { path, offset, size } = locateChunk(node, chunkId);
+  const handle = await open(path, "r+");
+  try {
+    const byte = Buffer.alloc(1);
+    const position = offset + Math.min(at, size - 1);
+    await handle.read(byte, 0, 1, position);
+    byte[0] = byte[0]! ^ 0xff;
+    await handle.write(byte, 0, 1, position);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Overwrites a node's copy of a chunk on disk with other bytes of the same length. */
+export async function overwriteChunk(node: ServerProcess, chunkId: string, bytes: Uint8Array) {
+  const { path, offset, size } = locateChunk(node, chunkId);
+  if (bytes.byteLength !== size) throw new Error(`overwriteChunk: ${bytes.byteLength} bytes for a ${size}-byte chunk`);
+  const handle = await open(path, "r+");
+  try {
+    await handle.write(bytes, 0, bytes.byteLength, offset);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Removes a node's copy of a chunk from its disk, as a lost file would (behind the node's back). */
+export async function removeChunk(node: ServerProcess, chunkId: string) {
+  const removed = withPackIndex(node, (db) => db.query("DELETE FROM packed WHERE chunk_id = ?").run(chunkId).changes);
+  if (!removed) await rm(join(node.dataDir, "chunks", chunkId.slice(0, 2), chunkId));
 }
 
 /** Lines of output parsed as JSON, one document per line. */

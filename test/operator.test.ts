@@ -1,8 +1,8 @@
 /** The operator's commands ask the running cluster over gRPC: status, analyze, verify and monitor, for people and for scripts. */
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
-import { ANSI, BIN, chunkPath, jsonLines, randomBytes, runCli, waitFor, withCluster, withTempDir, type TestCluster } from "./harness";
+import { mkdir, writeFile } from "node:fs/promises";
+import { ANSI, BIN, overwriteChunk, removeChunk, rotChunk, jsonLines, randomBytes, runCli, waitFor, withCluster, withTempDir, type TestCluster } from "./harness";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -164,9 +164,7 @@ describe("verify", () => {
         // Rot one copy on disk: flip bytes in the middle.
         const [victim] = await chunksOf(cluster, "f.bin");
         const holder = cluster.nodes.find((n) => n.name === victim!.nodeIds[0])!;
-        const bytes = await readFile(chunkPath(holder, victim!.chunkId));
-        bytes[1000] = bytes[1000]! ^ 0xff;
-        await writeFile(chunkPath(holder, victim!.chunkId), bytes);
+        await rotChunk(holder, victim!.chunkId, 1000);
 
         const found = await cluster.run(["verify", "--json"]);
         expect(found.exitCode).toBe(6);
@@ -201,16 +199,12 @@ describe("verify", () => {
         const ids = [...holders.keys()].sort();
         expect(ids).toHaveLength(2100);
         const holderOf = (id: string) => cluster.nodes.find((n) => n.name === holders.get(id)![0])!;
-        const rot = async (id: string) => {
-          const bytes = await readFile(chunkPath(holderOf(id), id));
-          bytes[7] = bytes[7]! ^ 0xff;
-          await writeFile(chunkPath(holderOf(id), id), bytes);
-        };
+        const rot = (id: string) => rotChunk(holderOf(id), id, 7);
         const [first, beforeEdge, afterEdge, last] = [ids[0]!, ids[999]!, ids[1000]!, ids[2099]!];
         await rot(first);
-        await rm(chunkPath(holderOf(beforeEdge), beforeEdge));
+        await removeChunk(holderOf(beforeEdge), beforeEdge);
         await rot(afterEdge);
-        await rm(chunkPath(holderOf(last), last));
+        await removeChunk(holderOf(last), last);
 
         const result = await cluster.run(["verify", "--json"]);
         expect(result.exitCode).toBe(6);
@@ -234,7 +228,7 @@ describe("verify", () => {
         expect((await cluster.run(["upload", join(dir, "f.bin"), join(dir, "g.bin"), "--chunk-size", "64KiB"])).exitCode).toBe(0);
         const [victim] = await chunksOf(cluster, "f.bin");
         const holder = cluster.nodes.find((n) => n.name === victim!.nodeIds[0])!;
-        await rm(chunkPath(holder, victim!.chunkId));
+        await removeChunk(holder, victim!.chunkId);
 
         // Named: only f.bin's chunks are checked, and problems name the file.
         const named = await cluster.run(["verify", "f.bin", "--verbose"]);
@@ -264,7 +258,7 @@ describe("verify", () => {
         await writeFile(join(dir, "f.bin"), randomBytes(128 * KiB));
         expect((await cluster.run(["upload", join(dir, "f.bin"), "--chunk-size", "64KiB"])).exitCode).toBe(0);
         const [victim] = await chunksOf(cluster, "f.bin");
-        for (const node of cluster.nodes) await writeFile(chunkPath(node, victim!.chunkId), randomBytes(64 * KiB));
+        for (const node of cluster.nodes) await overwriteChunk(node, victim!.chunkId, randomBytes(64 * KiB));
         const result = await cluster.run(["verify", "--json"]);
         expect(result.exitCode).toBe(5);
         const doc = JSON.parse(result.stdout);

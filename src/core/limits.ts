@@ -38,6 +38,12 @@ export const CHAIN_REPLICATION_MIN_CHUNK_BYTES = 1024 * 1024;
  * read back soon.
  */
 export const UNCACHED_WRITE_MIN_BYTES = 256 * KiB;
+/**
+ * Chunks smaller than this are packed on nodes (node/pack-store.ts) rather than given a file
+ * each: below it, a file's inode, rename and fsyncs cost more than the bytes. The same size
+ * as the page-cache line above, so "small" means one thing on a node.
+ */
+export const PACKED_CHUNK_BELOW_BYTES = 256 * KiB;
 /** Attempts to place one chunk on a fresh node after a target failed before the upload gives up. */
 export const PUT_RETRY_ATTEMPTS = 4;
 /** Chunks a single file may have: bounds manifest messages and master memory per request (1 TiB at 4 MiB chunks). */

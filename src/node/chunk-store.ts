@@ -1,16 +1,18 @@
 /**
- * Chunks on disk, each a file named by its id under a fan-out directory
- * (`chunks/ab/abcd…`). Writes are verified, atomic and durable; reads return the bytes as
- * stored, for the reader to verify, and `verify` re-hashes and quarantines.
+ * Chunks on disk: small ones packed into append-only pack files (pack-store.ts), the others
+ * each a file named by its id under a fan-out directory (`chunks/ab/abcd…`). Writes are
+ * verified, atomic and durable; reads return the bytes as stored, for the reader to verify,
+ * and `verify` re-hashes and quarantines.
  */
 import { mkdir, open, readdir, rename, rm, stat, statfs, unlink, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { assertChunkId, chunkIdOfAsync } from "../core/chunk-id";
 import type { ChunkRef } from "../rpc/messages";
 import { DropboxError, dataLoss, invalidArgument, notFound, resourceExhausted } from "../core/errors";
-import { MAX_CHUNK_SIZE_BYTES } from "../core/limits";
+import { MAX_CHUNK_SIZE_BYTES, PACKED_CHUNK_BELOW_BYTES } from "../core/limits";
 import { readFully } from "../core/read-fully";
 import { DurableFile } from "../core/durable-file";
+import { PackStore } from "./pack-store";
 
 /** What the store holds, for heartbeats. */
 export interface StoreUsage {
@@ -48,7 +50,14 @@ function isNoSpace(err: unknown) {
   return code === "ENOSPC" || code === "EDQUOT";
 }
 
-/** A node's chunk files under one data directory. */
+/** A chunk's copy as read: its bytes, its size on disk, and whether it lives in a pack. */
+interface StoredCopy {
+  data: Buffer;
+  size: number;
+  packed: boolean;
+}
+
+/** A node's chunks under one data directory: small ones packed, the others a file each. */
 export class ChunkStore {
   private chunkCount = 0;
   private usedBytes = 0;
@@ -58,6 +67,7 @@ export class ChunkStore {
 
   private constructor(
     private readonly root: string,
+    private readonly packs: PackStore,
     private readonly log: (line: string) => void,
     /** Called with the id of every copy this store loses (quarantined), so the master can repair it. */
     private readonly onLost: (id: string) => void,
@@ -77,8 +87,8 @@ export class ChunkStore {
 
   /** Opens (creating if needed) the store under `root`, clears leftovers of interrupted writes and counts what it holds. */
   static async open(root: string, log: (line: string) => void, onLost: (id: string) => void = () => {}, capacityLimitBytes = 0): Promise<ChunkStore> {
-    const store = new ChunkStore(root, log, onLost, capacityLimitBytes);
     await mkdir(root, { recursive: true, mode: 0o700 });
+    const store = new ChunkStore(root, await PackStore.open(join(root, "packs"), log), log, onLost, capacityLimitBytes);
     await rm(store.tmpDir, { recursive: true, force: true });
     await mkdir(store.tmpDir, { mode: 0o700 });
     await mkdir(store.quarantineDir, { recursive: true, mode: 0o700 });
@@ -90,6 +100,9 @@ export class ChunkStore {
         store.usedBytes += info.size;
       }
     }
+    const packed = store.packs.totals();
+    store.chunkCount += packed.count;
+    store.usedBytes += packed.bytes;
     return store;
   }
 
@@ -113,29 +126,46 @@ export class ChunkStore {
   }
 
   private async putVerified(id: string, data: Uint8Array): Promise<boolean> {
-    const finalPath = this.pathOf(id);
     const existingSize = await this.verify(id).catch(() => null);
     if (existingSize !== null) {
       // Re-sent: mark it fresh so a garbage collection racing with this upload keeps it.
-      const now = new Date();
-      await utimes(finalPath, now, now).catch(() => {});
+      if (this.packs.lookup(id)) this.packs.touch(id);
+      else await utimes(this.pathOf(id), new Date(), new Date()).catch(() => {});
       return true;
     }
     if (this.capacityLimitBytes > 0 && this.usedBytes + data.byteLength > this.capacityLimitBytes) {
       throw resourceExhausted(`node is full (capacity ${this.capacityLimitBytes} bytes)`);
     }
+    try {
+      const replaced = data.byteLength < PACKED_CHUNK_BELOW_BYTES ? await this.putPacked(id, data) : await this.putFile(id, data);
+      if (replaced === null) this.chunkCount++;
+      this.usedBytes += data.byteLength - (replaced ?? 0);
+      return false;
+    } catch (err) {
+      if (isNoSpace(err)) throw resourceExhausted("node is out of disk space");
+      throw err;
+    }
+  }
+
+  /** Appends a small chunk to the current pack; returns the size of a copy it replaced. */
+  private async putPacked(id: string, data: Uint8Array): Promise<number | null> {
+    const replaced = this.packs.lookup(id)?.size ?? null;
+    await this.packs.put(id, data);
+    return replaced;
+  }
+
+  /** Writes a chunk file: temp file, fsync, rename, fsync the directory; returns the size of a file it replaced. */
+  private async putFile(id: string, data: Uint8Array): Promise<number | null> {
+    const finalPath = this.pathOf(id);
     const tmpPath = join(this.tmpDir, `${id}.${process.pid}.${++this.tmpSequence}`);
     try {
       await writeDurably(tmpPath, data);
       const replaced = await stat(finalPath).then((s) => s.size, () => null);
       await rename(tmpPath, finalPath);
       await syncDirectory(join(this.chunksDir, id.slice(0, 2)));
-      if (replaced === null) this.chunkCount++;
-      this.usedBytes += data.byteLength - (replaced ?? 0);
-      return false;
+      return replaced;
     } catch (err) {
       await unlink(tmpPath).catch(() => {});
-      if (isNoSpace(err)) throw resourceExhausted("node is out of disk space");
       throw err;
     }
   }
@@ -143,15 +173,15 @@ export class ChunkStore {
   /**
    * The chunk's bytes as stored, not re-hashed: every reader hashes what it receives, and a
    * reader that finds a mismatch says so through `verify`, which quarantines the copy (HDFS's
-   * model; re-hashing here too cost nodes half their CPU on downloads). A file that cannot be
-   * a good copy by its size alone is quarantined here. `headroom` bytes are left free before
-   * the data in its buffer (for a caller's headers).
+   * model; re-hashing here too cost nodes half their CPU on downloads). A copy that cannot be
+   * good by its size or its pack record alone is quarantined here. `headroom` bytes are left
+   * free before the data in its buffer (for a caller's headers).
    */
   async get(id: string, headroom = 0): Promise<Buffer> {
     assertChunkId(id);
     const stored = await this.read(id, headroom);
     if (!stored) throw notFound(`chunk ${id} is not on this node`);
-    if (stored.data.byteLength === 0) await this.failVerification(id, stored.size);
+    if (stored.data.byteLength === 0) await this.failVerification(id, stored);
     return stored.data;
   }
 
@@ -160,19 +190,24 @@ export class ChunkStore {
     const stored = await this.read(id, 0);
     if (!stored) return null;
     if (stored.data.byteLength > 0 && (await chunkIdOfAsync(stored.data)) === id) return stored.data.byteLength;
-    return this.failVerification(id, stored.size);
+    return this.failVerification(id, stored);
   }
 
-  /** The file's bytes and size, null when absent; a file too large to be a chunk reads as empty, unread. */
-  private async read(id: string, headroom: number): Promise<{ data: Buffer; size: number } | null> {
+  /** The chunk's bytes, from its pack or its file, null when absent; a copy that cannot be good reads as empty. */
+  private async read(id: string, headroom: number): Promise<StoredCopy | null> {
+    const packed = this.packs.lookup(id);
+    if (packed) {
+      const data = await this.packs.read(id, headroom);
+      return data ? { data, size: packed.size, packed: true } : null;
+    }
     try {
       const handle = await open(this.pathOf(id), "r");
       try {
         const size = (await handle.stat()).size;
         // Nothing this store wrote is larger; a file that is cannot be a good copy, and is not read whole.
-        if (size > MAX_CHUNK_SIZE_BYTES) return { data: Buffer.alloc(0), size };
+        if (size > MAX_CHUNK_SIZE_BYTES) return { data: Buffer.alloc(0), size, packed: false };
         const buffer = Buffer.allocUnsafe(headroom + size);
-        return { data: buffer.subarray(headroom, headroom + (await readFully(handle, buffer.subarray(headroom), 0))), size };
+        return { data: buffer.subarray(headroom, headroom + (await readFully(handle, buffer.subarray(headroom), 0))), size, packed: false };
       } finally {
         await handle.close();
       }
@@ -182,18 +217,24 @@ export class ChunkStore {
     }
   }
 
-  private async failVerification(id: string, size: number): Promise<never> {
-    await this.quarantine(id, size);
+  private async failVerification(id: string, copy: StoredCopy): Promise<never> {
+    await this.quarantine(id, copy);
     throw dataLoss(`chunk ${id} failed verification on this node and was quarantined`);
   }
 
   /** Moves a corrupt copy out of the serving path, keeping it for inspection. */
-  private async quarantine(id: string, size: number) {
+  private async quarantine(id: string, copy: StoredCopy) {
     const target = join(this.quarantineDir, `${id}.${Date.now()}`);
     try {
-      await rename(this.pathOf(id), target);
+      if (copy.packed) {
+        // The record's bytes as read go aside; forgetting the row takes it out of the pack.
+        await writeDurably(target, copy.data);
+        if (this.packs.removeWhere([id], () => true).removed.size === 0) return;
+      } else {
+        await rename(this.pathOf(id), target);
+      }
       this.chunkCount--;
-      this.usedBytes -= size;
+      this.usedBytes -= copy.size;
       this.log(`quarantined corrupt chunk ${id} -> ${target}`);
       this.onLost(id);
     } catch (err) {
@@ -201,8 +242,16 @@ export class ChunkStore {
     }
   }
 
-  /** Up to `limit` chunks after `startAfter`, in id order. */
+  /** Up to `limit` chunks after `startAfter`, in id order: files and packed chunks merged. */
   async list(startAfter: string, limit: number): Promise<{ chunks: ChunkRef[]; truncated: boolean }> {
+    const files = await this.listFiles(startAfter, limit);
+    const packed = this.packs.list(startAfter, limit);
+    if (packed.length === 0) return files;
+    const merged = [...files.chunks, ...packed].sort((a, b) => (a.chunkId < b.chunkId ? -1 : a.chunkId > b.chunkId ? 1 : 0));
+    return { chunks: merged.slice(0, limit), truncated: merged.length > limit || files.truncated || packed.length === limit };
+  }
+
+  private async listFiles(startAfter: string, limit: number): Promise<{ chunks: ChunkRef[]; truncated: boolean }> {
     const chunks: ChunkRef[] = [];
     for (const dir of FANOUT) {
       if (dir < startAfter.slice(0, 2)) continue;
@@ -224,9 +273,20 @@ export class ChunkStore {
     const deleted: string[] = [];
     const kept: string[] = [];
     const touchedDirs = new Set<string>();
+    for (const id of ids) assertChunkId(id);
+    // Packed chunks first, judged and removed in one synchronous step: no put can slip in between.
+    const now = Date.now();
+    const packed = this.packs.removeWhere(ids, (id, at) => !this.putsInProgress.has(id) && now - at.writtenAtMs >= keepIfWrittenWithinMs);
     for (const id of ids) {
-      assertChunkId(id);
-      if (this.putsInProgress.has(id)) {
+      const removedSize = packed.removed.get(id);
+      if (removedSize !== undefined) {
+        packed.removed.delete(id); // counted once, even if named twice
+        this.chunkCount--;
+        this.usedBytes -= removedSize;
+        deleted.push(id);
+        continue;
+      }
+      if (packed.kept.has(id) || this.putsInProgress.has(id)) {
         kept.push(id);
         continue;
       }

@@ -1,0 +1,107 @@
+/** The pack store on a real disk: grouped appends, reads, reopening, garbage and compaction. */
+import { describe, expect, test } from "bun:test";
+import { appendFile, readdir, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { PackStore } from "../src/node/pack-store";
+import { chunkIdOf } from "../src/core/chunk-id";
+import { randomBytes, withTempDir } from "./harness";
+
+const KiB = 1024;
+const silent = () => {};
+
+const chunks = (count: number, size: number) =>
+  Array.from({ length: count }, () => {
+    const data = randomBytes(size);
+    return { id: chunkIdOf(data), data };
+  });
+
+const packFiles = async (dir: string) => (await readdir(dir)).filter((n) => n.endsWith(".pack")).sort();
+
+describe("pack store", () => {
+  test("concurrent puts are durable and readable, across a reopen, with room before the bytes", async () => {
+    await withTempDir(async (dir) => {
+      const items = chunks(300, 3 * KiB);
+      let packs = await PackStore.open(dir, silent);
+      await Promise.all(items.map((c) => packs.put(c.id, c.data)));
+      expect(packs.totals()).toEqual({ count: 300, bytes: 300 * 3 * KiB });
+      for (const c of items.slice(0, 20)) {
+        const data = (await packs.read(c.id, 10))!;
+        expect(Buffer.compare(data, c.data)).toBe(0);
+        expect(data.byteOffset).toBeGreaterThanOrEqual(10);
+      }
+      expect(await packs.read("ab".repeat(32))).toBeNull();
+      await packs.close();
+
+      packs = await PackStore.open(dir, silent);
+      expect(packs.totals()).toEqual({ count: 300, bytes: 300 * 3 * KiB });
+      for (const c of items) expect(Buffer.compare((await packs.read(c.id))!, c.data)).toBe(0);
+      // In id order, after a given id, bounded.
+      const ids = items.map((c) => c.id).sort();
+      expect(packs.list(ids[99]!, 5).map((r) => r.chunkId)).toEqual(ids.slice(100, 105));
+      await packs.close();
+    });
+  });
+
+  test("bytes past the last record (a group cut short by a crash) are skipped, and new records go after them", async () => {
+    await withTempDir(async (dir) => {
+      const [a, b] = chunks(2, 5 * KiB);
+      let packs = await PackStore.open(dir, silent);
+      await packs.put(a!.id, a!.data);
+      await packs.close();
+      const [pack] = await packFiles(dir);
+      const before = (await stat(join(dir, pack!))).size;
+      await appendFile(join(dir, pack!), randomBytes(777));
+
+      packs = await PackStore.open(dir, silent);
+      await packs.put(b!.id, b!.data);
+      expect(packs.lookup(b!.id)!.offset).toBe(before + 777);
+      expect(Buffer.compare((await packs.read(a!.id))!, a!.data)).toBe(0);
+      expect(Buffer.compare((await packs.read(b!.id))!, b!.data)).toBe(0);
+      await packs.close();
+    });
+  });
+
+  test("a record that is not the one its row names reads as empty (a bad copy)", async () => {
+    await withTempDir(async (dir) => {
+      const [a] = chunks(1, 2 * KiB);
+      const packs = await PackStore.open(dir, silent);
+      await packs.put(a!.id, a!.data);
+      const [pack] = await packFiles(dir);
+      // Rot the record's header: its id no longer names the chunk.
+      const file = Bun.file(join(dir, pack!));
+      const bytes = Buffer.from(await file.arrayBuffer());
+      bytes[3] = bytes[3]! ^ 0xff;
+      await Bun.write(join(dir, pack!), bytes);
+      expect((await packs.read(a!.id))!.byteLength).toBe(0);
+      await packs.close();
+    });
+  });
+
+  test("removed chunks are gone; mostly-garbage sealed packs are compacted away and the live chunks survive it", async () => {
+    await withTempDir(async (dir) => {
+      const items = chunks(200, 1 * KiB);
+      // Seal at 16 KiB: a new pack every ~15 records.
+      let packs = await PackStore.open(dir, silent, 16 * KiB);
+      for (const c of items) await packs.put(c.id, c.data);
+      const packsBefore = (await packFiles(dir)).length;
+      expect(packsBefore).toBeGreaterThan(10);
+      const kept = items.filter((_, i) => i % 4 === 0);
+      packs.removeWhere(items.filter((_, i) => i % 4 !== 0).map((c) => c.id), () => true);
+      await packs.idle();
+
+      expect(packs.totals()).toEqual({ count: kept.length, bytes: kept.length * KiB });
+      for (const c of items.filter((_, i) => i % 4 !== 0).slice(0, 10)) expect(await packs.read(c.id)).toBeNull();
+      for (const c of kept) expect(Buffer.compare((await packs.read(c.id))!, c.data)).toBe(0);
+      const packsAfter = await packFiles(dir);
+      const bytesAfter = (await Promise.all(packsAfter.map(async (p) => (await stat(join(dir, p))).size))).reduce((x, y) => x + y, 0);
+      // Three quarters were garbage: what is left on disk is near the live records' size.
+      expect(bytesAfter).toBeLessThan(2 * kept.length * (KiB + 36) + 16 * KiB);
+      expect(packsAfter.length).toBeLessThan(packsBefore / 2);
+      await packs.close();
+
+      packs = await PackStore.open(dir, silent, 16 * KiB);
+      for (const c of kept) expect(Buffer.compare((await packs.read(c.id))!, c.data)).toBe(0);
+      await packs.close();
+    });
+  });
+});
