@@ -269,6 +269,11 @@ function withPackIndex<T>(node: ServerProcess, f: (db: Database) => T): T | unde
   }
 }
 
+/** How many chunks a node holds packed, read off its pack index (0 before it has one). */
+export function packedChunkCount(node: ServerProcess): number {
+  return withPackIndex(node, (db) => (db.query("SELECT COUNT(*) AS n FROM packed").get() as { n: number }).n) ?? 0;
+}
+
 /** Where a node keeps a chunk's bytes on disk: a chunk file, or a record in a pack. */
 function locateChunk(node: ServerProcess, chunkId: string): { path: string; offset: number; size: number } {
   const packed = withPackIndex(node, (db) => db.query("SELECT pack, offset, size FROM packed WHERE chunk_id = ?").get(chunkId) as { pack: number; offset: number; size: number } | null);
