@@ -25,7 +25,7 @@ describe("pack store", () => {
       await Promise.all(items.map((c) => packs.put(c.id, c.data)));
       expect(packs.totals()).toEqual({ count: 300, bytes: 300 * 3 * KiB });
       for (const c of items.slice(0, 20)) {
-        const data = (await packs.read(c.id, 10))!;
+        const data = (await packs.read(c.id, 10))!.data;
         expect(Buffer.compare(data, c.data)).toBe(0);
         expect(data.byteOffset).toBeGreaterThanOrEqual(10);
       }
@@ -34,7 +34,7 @@ describe("pack store", () => {
 
       packs = await PackStore.open(dir, silent);
       expect(packs.totals()).toEqual({ count: 300, bytes: 300 * 3 * KiB });
-      for (const c of items) expect(Buffer.compare((await packs.read(c.id))!, c.data)).toBe(0);
+      for (const c of items) expect(Buffer.compare((await packs.read(c.id))!.data, c.data)).toBe(0);
       // In id order, after a given id, bounded.
       const ids = items.map((c) => c.id).sort();
       expect(packs.list(ids[99]!, 5).map((r) => r.chunkId)).toEqual(ids.slice(100, 105));
@@ -55,8 +55,8 @@ describe("pack store", () => {
       packs = await PackStore.open(dir, silent);
       await packs.put(b!.id, b!.data);
       expect(packs.lookup(b!.id)!.offset).toBe(before + 777);
-      expect(Buffer.compare((await packs.read(a!.id))!, a!.data)).toBe(0);
-      expect(Buffer.compare((await packs.read(b!.id))!, b!.data)).toBe(0);
+      expect(Buffer.compare((await packs.read(a!.id))!.data, a!.data)).toBe(0);
+      expect(Buffer.compare((await packs.read(b!.id))!.data, b!.data)).toBe(0);
       await packs.close();
     });
   });
@@ -72,7 +72,7 @@ describe("pack store", () => {
       const bytes = Buffer.from(await file.arrayBuffer());
       bytes[3] = bytes[3]! ^ 0xff;
       await Bun.write(join(dir, pack!), bytes);
-      expect((await packs.read(a!.id))!.byteLength).toBe(0);
+      expect((await packs.read(a!.id))!.data.byteLength).toBe(0);
       await packs.close();
     });
   });
@@ -91,7 +91,7 @@ describe("pack store", () => {
 
       expect(packs.totals()).toEqual({ count: kept.length, bytes: kept.length * KiB });
       for (const c of items.filter((_, i) => i % 4 !== 0).slice(0, 10)) expect(await packs.read(c.id)).toBeNull();
-      for (const c of kept) expect(Buffer.compare((await packs.read(c.id))!, c.data)).toBe(0);
+      for (const c of kept) expect(Buffer.compare((await packs.read(c.id))!.data, c.data)).toBe(0);
       const packsAfter = await packFiles(dir);
       const bytesAfter = (await Promise.all(packsAfter.map(async (p) => (await stat(join(dir, p))).size))).reduce((x, y) => x + y, 0);
       // Three quarters were garbage: what is left on disk is near the live records' size.
@@ -100,7 +100,7 @@ describe("pack store", () => {
       await packs.close();
 
       packs = await PackStore.open(dir, silent, 16 * KiB);
-      for (const c of kept) expect(Buffer.compare((await packs.read(c.id))!, c.data)).toBe(0);
+      for (const c of kept) expect(Buffer.compare((await packs.read(c.id))!.data, c.data)).toBe(0);
       await packs.close();
     });
   });

@@ -196,10 +196,17 @@ export async function planDownload(master: MasterApi, prefix: string, dir: strin
 /** Downloads every item, creating parent directories; every file is attempted. */
 export function downloadMany(master: MasterApi, pool: StoragePool, items: DownloadItem[], events?: TransferEvents<DownloadItem>): Promise<Outcome<DownloadItem, FileInfo>[]> {
   const [m, p] = items.length > 1 ? [new BatchingMaster(master), new BatchingPool(pool)] : [master, pool];
+  // Each parent directory is made once, not once per file (1000 files: 1000 mkdir calls).
+  const parents = new Map<string, Promise<unknown>>();
+  const makeParent = (dir: string) => {
+    let made = parents.get(dir);
+    if (!made) parents.set(dir, (made = mkdir(dir, { recursive: true })));
+    return made;
+  };
   return runTransfers(
     items,
     async (item, onProgress) => {
-      await mkdir(dirname(item.output), { recursive: true });
+      await makeParent(dirname(item.output));
       return downloadFile({ master: m, pool: p, name: item.name, output: item.output, onProgress });
     },
     events,

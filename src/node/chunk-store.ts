@@ -195,11 +195,8 @@ export class ChunkStore {
 
   /** The chunk's bytes, from its pack or its file, null when absent; a copy that cannot be good reads as empty. */
   private async read(id: string, headroom: number): Promise<StoredCopy | null> {
-    const packed = this.packs.lookup(id);
-    if (packed) {
-      const data = await this.packs.read(id, headroom);
-      return data ? { data, size: packed.size, packed: true } : null;
-    }
+    const packed = await this.packs.read(id, headroom);
+    if (packed) return { ...packed, packed: true };
     try {
       const handle = await open(this.pathOf(id), "r");
       try {

@@ -59,11 +59,63 @@ async function writeFully(handle: FileHandle, data: Uint8Array, position: number
   }
 }
 
+/** Read handles kept open per pack, at most this many: reads skip an open and a close each. */
+const OPEN_READERS_MAX = 32;
+
+/**
+ * Open read handles by pack, least recently used closed first. A handle in use is closed
+ * when its last reader is done, so eviction and compaction never close one under a read.
+ */
+class PackReaders {
+  private readonly open = new Map<number, { handle: Promise<FileHandle>; users: number; retired: boolean }>();
+
+  constructor(private readonly pathOf: (pack: number) => string) {}
+
+  async use<T>(pack: number, f: (handle: FileHandle) => Promise<T>): Promise<T> {
+    let entry = this.open.get(pack);
+    if (entry) this.open.delete(pack); // re-inserted below: most recently used
+    else {
+      entry = { handle: open(this.pathOf(pack), "r"), users: 0, retired: false };
+      entry.handle.catch(() => {});
+    }
+    this.open.set(pack, entry);
+    for (const [oldest] of this.open) {
+      if (this.open.size <= OPEN_READERS_MAX) break;
+      this.retire(oldest);
+    }
+    entry.users++;
+    try {
+      return await f(await entry.handle);
+    } catch (err) {
+      // A pack that failed to open (compacted away meanwhile) must not stay cached.
+      if (this.open.get(pack) === entry) this.retire(pack);
+      throw err;
+    } finally {
+      entry.users--;
+      if (entry.retired && entry.users === 0) void entry.handle.then((h) => h.close()).catch(() => {});
+    }
+  }
+
+  /** Drops a pack's handle, closing it now or once its readers are done. */
+  retire(pack: number) {
+    const entry = this.open.get(pack);
+    if (!entry) return;
+    this.open.delete(pack);
+    entry.retired = true;
+    if (entry.users === 0) void entry.handle.then((h) => h.close()).catch(() => {});
+  }
+
+  retireAll() {
+    for (const pack of [...this.open.keys()]) this.retire(pack);
+  }
+}
+
 export class PackStore {
   private readonly queue: Pending[] = [];
   private flushing = false;
   private compaction: Promise<void> | null = null;
   private readonly sparse = new Set<number>();
+  private readonly readers = new PackReaders((pack) => join(this.dir, packName(pack)));
   private readonly statements;
 
   private constructor(
@@ -123,15 +175,16 @@ export class PackStore {
   }
 
   /**
-   * The chunk's bytes, with `headroom` free bytes before them in their buffer; null when not
-   * packed. A record whose header does not name this chunk reads as empty (a bad copy).
+   * The chunk's bytes, with `headroom` free bytes before them in their buffer, and its size in
+   * the index; null when not packed. A record whose header does not name this chunk reads as
+   * empty (a bad copy).
    */
-  async read(id: string, headroom = 0): Promise<Buffer | null> {
+  async read(id: string, headroom = 0): Promise<{ data: Buffer; size: number } | null> {
     for (let attempt = 0; ; attempt++) {
       const at = this.lookup(id);
       if (!at) return null;
       try {
-        return await this.readRecord(at, id, headroom);
+        return { data: await this.readRecord(at, id, headroom), size: at.size };
       } catch (err) {
         // Compaction may have moved the record and removed its pack since the lookup: look again.
         if ((err as NodeJS.ErrnoException).code !== "ENOENT" || attempt > 0) throw err;
@@ -143,13 +196,8 @@ export class PackStore {
     const front = Math.max(headroom, PACK_RECORD_HEADER_BYTES);
     const buffer = Buffer.allocUnsafe(front + at.size);
     const record = buffer.subarray(front - PACK_RECORD_HEADER_BYTES);
-    const handle = await open(join(this.dir, packName(at.pack)), "r");
-    try {
-      const got = await readFully(handle, record, at.offset);
-      if (got !== record.byteLength || record.toString("hex", 0, 32) !== id || record.readUInt32LE(32) !== at.size) return Buffer.alloc(0);
-    } finally {
-      await handle.close();
-    }
+    const got = await this.readers.use(at.pack, (handle) => readFully(handle, record, at.offset));
+    if (got !== record.byteLength || record.toString("hex", 0, 32) !== id || record.readUInt32LE(32) !== at.size) return Buffer.alloc(0);
     return buffer.subarray(front);
   }
 
@@ -201,6 +249,7 @@ export class PackStore {
   async close() {
     // Queued puts finish first: their callers are waiting.
     await this.idle();
+    this.readers.retireAll();
     await this.active.handle.close();
     this.db.close();
   }
@@ -317,6 +366,7 @@ export class PackStore {
     await Promise.all(moves);
     if (this.statements.live.get(pack)!.count > 0) return;
     await unlink(path);
+    this.readers.retire(pack);
     await this.syncDir();
     this.log(`compacted pack ${pack}: ${live.count} live chunks moved, ${fileBytes - live.bytes} bytes reclaimed`);
   }
