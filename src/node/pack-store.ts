@@ -299,8 +299,14 @@ export class PackStore {
     this.active.size = start + bytes;
     this.db.transaction(() => {
       group.forEach((p, i) => {
-        if (p.movingFrom) this.statements.move.run(pack, offsets[i]!, p.id, p.movingFrom.pack, p.movingFrom.offset);
-        else this.statements.upsert.run(p.id, pack, offsets[i]!, p.data.byteLength, p.writtenAtMs);
+        if (p.movingFrom) {
+          this.statements.move.run(pack, offsets[i]!, p.id, p.movingFrom.pack, p.movingFrom.offset);
+          return;
+        }
+        // A copy replaced (a bad one, quarantined meanwhile by another path) leaves garbage behind.
+        const replaced = this.lookup(p.id);
+        if (replaced && replaced.pack !== pack) this.sparse.add(replaced.pack);
+        this.statements.upsert.run(p.id, pack, offsets[i]!, p.data.byteLength, p.writtenAtMs);
       });
     })();
   }
@@ -313,7 +319,9 @@ export class PackStore {
     const sealed = this.active;
     this.active = { pack: next, handle, size: 0 };
     await sealed.handle.close();
+    // Chunks removed while it was current left garbage no compaction has looked at yet.
     this.sparse.add(sealed.pack);
+    void this.compact();
   }
 
   private async syncDir() {
