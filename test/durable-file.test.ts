@@ -89,12 +89,31 @@ describe("durable files", () => {
       expect(bytes.equals(aligned)).toBe(true);
     });
   });
-  test("refuse to replace an existing file", async () => {
+  test("refuse to replace an existing file: a large one when created, a small one when committed", async () => {
     await inDir(tmpdir(), async (dir) => {
       const path = join(dir, "taken");
       await Bun.write(path, "keep me");
-      for (const expectedBytes of [1, UNCACHED_WRITE_MIN_BYTES]) await expect(DurableFile.create(path, 0o600, expectedBytes)).rejects.toMatchObject({ code: "EEXIST" });
+      await expect(DurableFile.create(path, 0o600, UNCACHED_WRITE_MIN_BYTES)).rejects.toMatchObject({ code: "EEXIST" });
+      const small = await DurableFile.create(path, 0o600, 10);
+      await small.append(Buffer.from("overwrite"));
+      await expect(small.commit()).rejects.toMatchObject({ code: "EEXIST" });
       expect(await readFile(path, "utf8")).toBe("keep me");
+    });
+  });
+  test("a small one keeps the bytes as appended though the caller reuses its buffer, and spills to disk past the line", async () => {
+    await inDir(tmpdir(), async (dir) => {
+      const reused = Buffer.from(randomBytes(1000));
+      const first = Buffer.from(reused);
+      const grown = randomBytes(UNCACHED_WRITE_MIN_BYTES);
+      const path = join(dir, "f");
+      const file = await DurableFile.create(path, 0o600, 1000);
+      await file.append(reused);
+      reused.fill(7);
+      expect(existsSync(path)).toBe(false); // held until commit
+      await file.append(grown); // more than announced: goes to disk now
+      expect(existsSync(path)).toBe(true);
+      await file.commit();
+      expect((await readFile(path)).equals(Buffer.concat([first, grown]))).toBe(true);
     });
   });
 });

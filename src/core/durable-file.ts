@@ -15,7 +15,7 @@
  * some FUSE), get ordinary buffered writes: the bytes on disk are the same either way.
  */
 import { constants, ftruncateSync } from "node:fs";
-import { open, type FileHandle } from "node:fs/promises";
+import { open, writeFile, type FileHandle } from "node:fs/promises";
 import { DIRECT_IO_ALIGNMENT_BYTES as BLOCK_BYTES, misalignment } from "./direct-io-alignment";
 import { UNCACHED_WRITE_MIN_BYTES } from "./limits";
 
@@ -50,6 +50,9 @@ function giveBackStaging(buffer: Buffer) {
 
 const roundUp = (n: number) => Math.ceil(n / BLOCK_BYTES) * BLOCK_BYTES;
 
+/** A new file, never one that exists: O_EXCL. */
+const EXCLUSIVE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL;
+
 const isInvalid = (err: unknown) => (err as NodeJS.ErrnoException)?.code === "EINVAL";
 
 /** A new file filled front to back with `append`, then made durable with `commit`. */
@@ -62,9 +65,16 @@ export class DurableFile {
    */
   private padded = false;
   private buffered: FileHandle | null;
+  /**
+   * A small file's bytes, held until `commit` writes them in one go: one create-write-fsync-close
+   * on the runtime's thread pool instead of four round trips to it (for 1000 small downloaded
+   * files, about half the CPU their writing cost). Null once the file exists on disk.
+   */
+  private held: Buffer[] | null = null;
 
   private constructor(
     private readonly path: string,
+    private readonly mode: number,
     /** The O_DIRECT handle; null for a small file, or once the filesystem refused it. */
     private direct: FileHandle | null,
     buffered: FileHandle | null,
@@ -77,14 +87,18 @@ export class DurableFile {
    * UNCACHED_WRITE_MIN_BYTES up, the file is written past the page cache.
    */
   static async create(path: string, mode: number, expectedBytes: number): Promise<DurableFile> {
-    const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL;
-    if (expectedBytes < UNCACHED_WRITE_MIN_BYTES) return new DurableFile(path, null, await open(path, flags, mode));
+    if (expectedBytes < UNCACHED_WRITE_MIN_BYTES) {
+      // Created at commit, small files' bytes held till then (bounded: past the line they go to disk).
+      const file = new DurableFile(path, mode, null, null);
+      file.held = [];
+      return file;
+    }
     try {
-      return new DurableFile(path, await open(path, flags | constants.O_DIRECT, mode), null);
+      return new DurableFile(path, mode, await open(path, EXCLUSIVE | constants.O_DIRECT, mode), null);
     } catch (err) {
       if (!isInvalid(err)) throw err;
       // Refused: some filesystems create the file before refusing O_DIRECT, so no O_EXCL here.
-      return new DurableFile(path, null, await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, mode));
+      return new DurableFile(path, mode, null, await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, mode));
     }
   }
 
@@ -95,6 +109,18 @@ export class DurableFile {
 
   /** Writes `data` right after what was appended before. */
   async append(data: Uint8Array): Promise<void> {
+    if (this.held) {
+      // A copy: the caller may reuse its buffer once this resolves.
+      this.held.push(Buffer.from(data));
+      this.length += data.byteLength;
+      if (this.length < UNCACHED_WRITE_MIN_BYTES) return;
+      // Larger than announced: on to disk, buffered, from here on.
+      const held = Buffer.concat(this.held);
+      this.held = null;
+      this.buffered = await open(this.path, EXCLUSIVE, this.mode);
+      await writeAll(this.buffered, held, 0);
+      return;
+    }
     let done = 0;
     // Only block-aligned offsets can go direct; an unaligned one sends the rest buffered.
     if (this.direct && this.length % BLOCK_BYTES === 0) {
@@ -121,6 +147,12 @@ export class DurableFile {
 
   /** Cuts the padding, fsyncs and closes: the file is durable, `length` bytes long. */
   async commit(): Promise<void> {
+    if (this.held) {
+      const held = this.held;
+      this.held = null;
+      await writeFile(this.path, held.length === 1 ? held[0]! : Buffer.concat(held), { mode: this.mode, flag: "wx", flush: true });
+      return;
+    }
     const handle = this.direct ?? (await this.bufferedHandle());
     if (this.padded) ftruncateSync(handle.fd, this.length);
     await handle.sync();
@@ -129,6 +161,7 @@ export class DurableFile {
 
   /** Closes without syncing (the caller is abandoning the file). */
   async close(): Promise<void> {
+    this.held = null;
     await Promise.all([this.direct?.close(), this.buffered?.close()].map((p) => p?.catch(() => {})));
     this.direct = null;
     this.buffered = null;
