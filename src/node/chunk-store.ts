@@ -307,6 +307,11 @@ export class ChunkStore {
     return { deleted, kept };
   }
 
+  /** Lets queued pack writes and a running compaction finish, then closes the pack index. */
+  async close() {
+    await this.packs.close();
+  }
+
   /** Counts and disk space, for heartbeats; a capacity limit caps both. */
   async usage(): Promise<StoreUsage> {
     let capacityBytes = 0;

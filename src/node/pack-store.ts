@@ -361,7 +361,9 @@ export class PackStore {
     if (fileBytes === null) return;
     const live = this.statements.live.get(pack)!;
     if (live.count > 0 && live.bytes >= fileBytes * COMPACT_BELOW_LIVE_SHARE) return;
-    const moves: Promise<void>[] = [];
+    // Copied a group's worth at a time: compaction holds at most that much.
+    let moves: Promise<void>[] = [];
+    let movingBytes = 0;
     for (const row of this.statements.inPack.all(pack)) {
       const data = await this.readRecord({ pack, offset: row.offset, size: row.size, writtenAtMs: row.writtenAtMs }, row.chunkId, 0);
       // A record that is not what its row says stays where it is, for verification to find.
@@ -370,6 +372,12 @@ export class PackStore {
         this.queue.push({ id: row.chunkId, data, writtenAtMs: row.writtenAtMs, movingFrom: { pack, offset: row.offset }, resolve, reject });
         void this.flush();
       }));
+      movingBytes += data.byteLength;
+      if (movingBytes >= GROUP_MAX_BYTES) {
+        await Promise.all(moves);
+        moves = [];
+        movingBytes = 0;
+      }
     }
     await Promise.all(moves);
     if (this.statements.live.get(pack)!.count > 0) return;

@@ -159,6 +159,7 @@ async function startNode(options: NodeOptions, lock: DirLock): Promise<RunningNo
       if (timer) clearTimeout(timer);
       stopScrubber();
       await server.shutdown();
+      await store.close();
       master.close();
       peers.close();
       lock.release();
