@@ -282,6 +282,24 @@ function locateChunk(node: ServerProcess, chunkId: string): { path: string; offs
   return { path, offset: 0, size: statSync(path).size };
 }
 
+/** Whether a node holds a copy of the chunk on disk whose bytes hash to its id. */
+export async function holdsGoodCopy(node: ServerProcess, chunkId: string): Promise<boolean> {
+  let where: { path: string; offset: number; size: number };
+  try {
+    where = locateChunk(node, chunkId);
+  } catch {
+    return false; // no such file
+  }
+  const handle = await open(where.path, "r");
+  try {
+    const bytes = Buffer.alloc(where.size);
+    await handle.read(bytes, 0, where.size, where.offset);
+    return new Bun.CryptoHasher("sha256").update(bytes).digest("hex") === chunkId;
+  } finally {
+    await handle.close();
+  }
+}
+
 /** Rots a node's copy of a chunk on disk: flips the byte at `at` (for tests of damage). */
 export async function rotChunk(node: ServerProcess, chunkId: string, at = 1000) {
   const { path, offset, size } = locateChunk(node, chunkId);

@@ -3,7 +3,7 @@ import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { readFile, readdir, writeFile } from "node:fs/promises";
 import type { MasterApi } from "../src/rpc/client";
-import { randomBytes, sha256File, type ServerProcess, type TestCluster, waitFor, withCluster, withTempDir } from "./harness";
+import { holdsGoodCopy, randomBytes, rotChunk, sha256File, type ServerProcess, type TestCluster, waitFor, withCluster, withTempDir } from "./harness";
 
 const MiB = 1024 * 1024;
 /** Short intervals so the whole heal cycle fits in a test. */
@@ -103,6 +103,33 @@ describe("self-healing", () => {
             expect(new Bun.CryptoHasher("sha256").update(data).digest("hex")).toBe(chunkId);
           }
         }
+      });
+    });
+  });
+
+  test("re-replication from a rotten copy: the copying node reports it, the source quarantines it, and a good copy heals the chunk later", async () => {
+    // No scrubbing: only the report of the node that copied the bytes may find the rot.
+    await withCluster({ nodes: 3, replication: 2, masterArgs: FAST_MASTER, nodeArgs: [...FAST_NODE, "--scrub-rate", "0"] }, async (cluster) => {
+      await withTempDir(async (dir) => {
+        await writeFile(join(dir, "f.bin"), randomBytes(1 * MiB));
+        expect((await cluster.run(["upload", join(dir, "f.bin"), "--chunk-size", "1MiB"])).exitCode).toBe(0);
+        const api = cluster.api();
+        const [chunk] = (await api.getManifest({ filename: "f.bin" })).chunks;
+        const [rotten, good] = chunk!.replicas.map((r) => cluster.nodes.find((n) => n.name === r.nodeId)!);
+        await rotChunk(rotten!, chunk!.chunkId);
+        // With the good copy's node dead, the master can only copy from the rotten one.
+        await good!.kill("SIGKILL");
+        await waitFor("the rotten copy to be reported and quarantined", async () => (await readdir(join(rotten!.dataDir, "quarantine"))).some((f) => f.startsWith(chunk!.chunkId)), 20_000, 50);
+        // The good copy comes back: the chunk gets its second copy again, from it.
+        await good!.start();
+        await waitFor("2 good copies of the chunk on disk again", async () => {
+          let goodCopies = 0;
+          for (const n of cluster.nodes) if (await holdsGoodCopy(n, chunk!.chunkId)) goodCopies++;
+          return goodCopies === 2;
+        }, 30_000, 100);
+        const down = await cluster.run(["download", "f.bin", join(dir, "out.bin")]);
+        expect(down.exitCode).toBe(0);
+        expect(await sha256File(join(dir, "out.bin"))).toBe(await sha256File(join(dir, "f.bin")));
       });
     });
   });
