@@ -1,7 +1,7 @@
 /** The cluster heals itself: lost replicas come back, surplus ones go, rot is found and replaced, garbage is collected. */
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { readFile, readdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, readdir, stat, writeFile } from "node:fs/promises";
 import type { MasterApi } from "../src/rpc/client";
 import { holdsGoodCopy, randomBytes, rotChunk, sha256File, type ServerProcess, type TestCluster, waitFor, withCluster, withTempDir } from "./harness";
 
@@ -214,6 +214,36 @@ describe("self-healing", () => {
           frozen.proc!.kill("SIGCONT");
         }
         await waitFor("the returning node's orphaned copies to be deleted", async () => (await cluster.chunkFiles(frozen)).size === 0, 15_000, 100);
+      });
+    });
+  });
+
+  test("a node full of small chunks refuses more: its packs stay within its capacity, and what was stored downloads", async () => {
+    // Replication 3 on 3 nodes: every chunk must go to the tiny node too, so it fills up.
+    await withCluster({ nodes: 2, replication: 3, masterArgs: [...FAST_MASTER, "--min-free", "8KiB"], nodeArgs: FAST_NODE }, async (cluster) => {
+      const tiny = cluster.addNode(["--capacity", "128KiB"]);
+      await tiny.start();
+      await cluster.waitForLiveNodes(3);
+      await withTempDir(async (dir) => {
+        await mkdir(join(dir, "many"));
+        const files = Array.from({ length: 100 }, () => randomBytes(4 * 1024));
+        await Promise.all(files.map((data, i) => writeFile(join(dir, "many", `f${i}`), data)));
+        const up = await cluster.run(["upload", "-r", join(dir, "many"), "--prefix", "many/", "--json"]);
+        // 100 x 4 KiB do not fit in 128 KiB: some files fail, each for lack of space.
+        expect(up.exitCode).not.toBe(0);
+        const packs = join(tiny.dataDir, "packs");
+        const packBytes = (await Promise.all((await readdir(packs)).filter((f) => f.endsWith(".pack")).map(async (f) => (await stat(join(packs, f))).size))).reduce((a, b) => a + b, 0);
+        expect(packBytes).toBeGreaterThan(64 * 1024);
+        expect(packBytes).toBeLessThanOrEqual(128 * 1024);
+        // Every file the master lists came back whole.
+        const listed = JSON.parse((await cluster.run(["list", "many/", "--json"])).stdout).files as { name: string }[];
+        expect(listed.length).toBeGreaterThan(0);
+        for (const { name } of listed) {
+          const i = Number(name.slice("many/f".length));
+          const out = join(dir, `o${i}`);
+          expect((await cluster.run(["download", name, out])).exitCode).toBe(0);
+          expect(Buffer.compare(await readFile(out), files[i]!)).toBe(0);
+        }
       });
     });
   });

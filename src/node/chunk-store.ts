@@ -12,7 +12,7 @@ import { DropboxError, dataLoss, invalidArgument, notFound, resourceExhausted } 
 import { MAX_CHUNK_SIZE_BYTES, PACKED_CHUNK_BELOW_BYTES } from "../core/limits";
 import { readFully } from "../core/read-fully";
 import { DurableFile } from "../core/durable-file";
-import { PackStore } from "./pack-store";
+import { PACK_RECORD_HEADER_BYTES, PackStore } from "./pack-store";
 
 /** What the store holds, for heartbeats. */
 export interface StoreUsage {
@@ -60,6 +60,8 @@ interface StoredCopy {
 /** A node's chunks under one data directory: small ones packed, the others a file each. */
 export class ChunkStore {
   private chunkCount = 0;
+  /** Bytes of puts under way, held against the capacity until they are counted. */
+  private reservedBytes = 0;
   private usedBytes = 0;
   private tmpSequence = 0;
   /** Puts of the same id run one after another, so counts stay exact. */
@@ -133,17 +135,24 @@ export class ChunkStore {
       else await utimes(this.pathOf(id), new Date(), new Date()).catch(() => {});
       return true;
     }
-    if (this.capacityLimitBytes > 0 && this.usedBytes + data.byteLength > this.capacityLimitBytes) {
+    const packed = data.byteLength < PACKED_CHUNK_BELOW_BYTES;
+    // Reserved before the write and counted after it: concurrent puts (a batch) cannot all pass
+    // the check against the same count and overfill the node together.
+    const reservation = data.byteLength + (packed ? PACK_RECORD_HEADER_BYTES : 0);
+    if (this.capacityLimitBytes > 0 && this.diskBytes() + this.reservedBytes + reservation > this.capacityLimitBytes) {
       throw resourceExhausted(`node is full (capacity ${this.capacityLimitBytes} bytes)`);
     }
+    this.reservedBytes += reservation;
     try {
-      const replaced = data.byteLength < PACKED_CHUNK_BELOW_BYTES ? await this.putPacked(id, data) : await this.putFile(id, data);
+      const replaced = packed ? await this.putPacked(id, data) : await this.putFile(id, data);
       if (replaced === null) this.chunkCount++;
       this.usedBytes += data.byteLength - (replaced ?? 0);
       return false;
     } catch (err) {
       if (isNoSpace(err)) throw resourceExhausted("node is out of disk space");
       throw err;
+    } finally {
+      this.reservedBytes -= reservation;
     }
   }
 
@@ -307,6 +316,11 @@ export class ChunkStore {
     return { deleted, kept };
   }
 
+  /** What the chunks take on disk: their bytes, plus the packs' record headers and garbage. */
+  private diskBytes(): number {
+    return this.usedBytes + this.packs.overheadBytes;
+  }
+
   /** Lets queued pack writes and a running compaction finish, then closes the pack index. */
   async close() {
     await this.packs.close();
@@ -325,7 +339,7 @@ export class ChunkStore {
     }
     if (this.capacityLimitBytes > 0) {
       capacityBytes = this.capacityLimitBytes;
-      freeBytes = Math.max(0, Math.min(freeBytes || Infinity, this.capacityLimitBytes - this.usedBytes));
+      freeBytes = Math.max(0, Math.min(freeBytes || Infinity, this.capacityLimitBytes - this.diskBytes() - this.reservedBytes));
     }
     return { chunkCount: this.chunkCount, usedBytes: this.usedBytes, capacityBytes, freeBytes };
   }

@@ -115,6 +115,9 @@ export class PackStore {
   private flushing = false;
   private compaction: Promise<void> | null = null;
   private readonly sparse = new Set<number>();
+  /** Bytes of the chunks packed (their rows' sizes), and of the packs on disk but the current one. */
+  private liveBytes = 0;
+  private sealedBytes = 0;
   private readonly readers = new PackReaders((pack) => join(this.dir, packName(pack)));
   private readonly statements;
 
@@ -161,8 +164,18 @@ export class PackStore {
     const store = new PackStore(dir, db, { pack, handle, size }, log, sealBytes);
     if (last === 0) await store.syncDir();
     for (const p of referenced) if (p !== pack) store.sparse.add(p);
+    store.liveBytes = store.totals().bytes;
+    for (const p of referenced) if (p !== pack) store.sealedBytes += (await stat(join(dir, packName(p)))).size;
     void store.compact();
     return store;
+  }
+
+  /**
+   * Bytes the packs take on disk beyond the chunks' own: record headers and garbage not yet
+   * compacted away. A node's capacity has to count them; at most about the live bytes again.
+   */
+  get overheadBytes(): number {
+    return this.sealedBytes + this.active.size - this.liveBytes;
   }
 
   /** Chunks and their bytes (without headers) held, for counting at start-up. */
@@ -232,6 +245,7 @@ export class PackStore {
           continue;
         }
         this.statements.remove.run(id);
+        this.liveBytes -= at.size;
         removed.set(id, at.size);
         packs.add(at.pack);
       }
@@ -307,6 +321,7 @@ export class PackStore {
         const replaced = this.lookup(p.id);
         if (replaced && replaced.pack !== pack) this.sparse.add(replaced.pack);
         this.statements.upsert.run(p.id, pack, offsets[i]!, p.data.byteLength, p.writtenAtMs);
+        this.liveBytes += p.data.byteLength - (replaced?.size ?? 0);
       });
     })();
   }
@@ -318,6 +333,7 @@ export class PackStore {
     await this.syncDir();
     const sealed = this.active;
     this.active = { pack: next, handle, size: 0 };
+    this.sealedBytes += sealed.size;
     await sealed.handle.close();
     // Chunks removed while it was current left garbage no compaction has looked at yet.
     this.sparse.add(sealed.pack);
@@ -382,6 +398,7 @@ export class PackStore {
     await Promise.all(moves);
     if (this.statements.live.get(pack)!.count > 0) return;
     await unlink(path);
+    this.sealedBytes -= fileBytes;
     this.readers.retire(pack);
     await this.syncDir();
     this.log(`compacted pack ${pack}: ${live.count} live chunks moved, ${fileBytes - live.bytes} bytes reclaimed`);
