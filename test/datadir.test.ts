@@ -1,9 +1,11 @@
 /** Data dirs are private to their user and to one process: a second server on the same dir refuses to start. */
 import { describe, expect, test } from "bun:test";
-import { chown, mkdir, stat } from "node:fs/promises";
+import { chown, mkdir, stat, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { BIN, type RunResult, withCluster, withTempDir } from "./harness";
+import { BIN, randomBytes, type RunResult, withCluster, withTempDir } from "./harness";
+import { chunkIdOf } from "../src/core/chunk-id";
+import { StorageApi } from "../src/rpc/client";
 
 /** Runs the binary as a server that is expected to refuse to start; kills it if it serves instead. */
 async function runRefused(args: string[], timeoutMs = 10_000): Promise<RunResult> {
@@ -61,9 +63,32 @@ describe("data dirs", () => {
   test("data dirs are created 0700; the node id, lock and metadata files are 0600", async () => {
     await withCluster({ nodes: 1, replication: 1 }, async (cluster) => {
       const node = cluster.nodes[0]!;
-      for (const dir of [node.dataDir, join(node.dataDir, "chunks"), cluster.master.dataDir]) expect(await modeOf(dir)).toBe(0o700);
-      for (const file of [join(node.dataDir, "node-id"), join(node.dataDir, "dropbox.lock"), join(cluster.master.dataDir, "dropbox.lock"), join(cluster.master.dataDir, "metadata.db")]) {
+      for (const dir of [node.dataDir, join(node.dataDir, "chunks"), join(node.dataDir, "packs"), cluster.master.dataDir]) expect(await modeOf(dir)).toBe(0o700);
+      const packFiles = [join(node.dataDir, "packs", "packs.sqlite"), join(node.dataDir, "packs", "00000001.pack")];
+      for (const file of [join(node.dataDir, "node-id"), join(node.dataDir, "dropbox.lock"), join(cluster.master.dataDir, "dropbox.lock"), join(cluster.master.dataDir, "metadata.db"), ...packFiles]) {
         expect(await modeOf(file)).toBe(0o600);
+      }
+    });
+  });
+
+  test("a node restarted on a data dir holding small chunks as files (the layout before packs) still serves, lists and deletes them", async () => {
+    await withCluster({ nodes: 1, replication: 1 }, async (cluster) => {
+      const node = cluster.nodes[0]!;
+      expect(await node.kill("SIGTERM")).toBe(0);
+      const data = Buffer.from(randomBytes(1000));
+      const id = chunkIdOf(data);
+      await writeFile(join(node.dataDir, "chunks", id.slice(0, 2), id), data, { mode: 0o600 });
+      await node.start();
+      await cluster.waitForLiveNodes(1);
+      const storage = new StorageApi(node.address);
+      try {
+        expect(Buffer.compare((await storage.getChunk({ chunkId: id }, 5000)).data, data)).toBe(0);
+        expect((await storage.listChunks({ startAfter: "", limit: 10 }, 5000)).chunks).toEqual([{ chunkId: id, size: 1000 }]);
+        expect((await storage.verifyChunks({ chunkIds: [id] }, 5000)).chunks).toEqual([{ chunkId: id, size: 1000, state: "ok" }]);
+        expect((await storage.deleteChunks({ chunkIds: [id], keepIfWrittenWithinMs: 0 }, 5000)).deletedChunkIds).toEqual([id]);
+        expect(existsSync(join(node.dataDir, "chunks", id.slice(0, 2), id))).toBe(false);
+      } finally {
+        storage.close();
       }
     });
   });
