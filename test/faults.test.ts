@@ -2,7 +2,8 @@
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
-import { packedChunkCount, randomBytes, sha256File, waitFor, withCluster, withTempDir } from "./harness";
+import { kindOf, packedChunkCount, randomBytes, rotChunk, sha256File, waitFor, withCluster, withTempDir } from "./harness";
+import { StorageApi } from "../src/rpc/client";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -55,6 +56,29 @@ describe("faults", () => {
           expect(await sha256File(out)).toBe(expected);
         }
         expect(await quarantined()).toEqual([...files.keys()].sort());
+      });
+    });
+  });
+
+  test("with --verify-reads a node never serves a rotten copy: asked directly it answers DATA_LOSS and quarantines it", async () => {
+    await withCluster({ nodes: 1, replication: 1, nodeArgs: ["--scrub-rate", "0", "--verify-reads"] }, async (cluster) => {
+      await withTempDir(async (dir) => {
+        // One large chunk (a file) and one small (packed): both kinds of copy.
+        await writeFile(join(dir, "big"), randomBytes(1 * MiB));
+        await writeFile(join(dir, "small"), randomBytes(4 * KiB));
+        expect((await cluster.run(["upload", join(dir, "big"), join(dir, "small")])).exitCode).toBe(0);
+        const node = cluster.nodes[0]!;
+        const ids = [...(await cluster.chunkFiles(node)).keys()];
+        expect(ids).toHaveLength(2);
+        for (const id of ids) await rotChunk(node, id);
+        const storage = new StorageApi(node.address);
+        try {
+          for (const id of ids) expect(await kindOf(storage.getChunk({ chunkId: id }, 5000))).toBe("DATA_LOSS");
+          for (const id of ids) expect(await kindOf(storage.getChunk({ chunkId: id }, 5000))).toBe("NOT_FOUND");
+        } finally {
+          storage.close();
+        }
+        expect((await readdir(join(node.dataDir, "quarantine"))).map((f) => f.split(".")[0]).sort()).toEqual(ids.sort());
       });
     });
   });

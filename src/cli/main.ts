@@ -56,6 +56,7 @@ function buildCli(argv: string[], setResult: (p: Promise<number>) => void) {
     .option("--heartbeat-interval <ms>", "how often to report to the master (default: 1000)")
     .option("--scrub-rate <MiBps>", "MiB/s at which stored chunks are re-verified in the background, 0 to disable (default: 8)")
     .option("--capacity <size>", "most bytes this node stores, e.g. 100GiB (default: the whole disk)")
+    .option("--verify-reads", "re-hash every chunk before serving it; readers verify what they get in any case (default: off)")
     .option("--tls-cert <pem>", "serve over TLS with this certificate")
     .option("--tls-key <pem>", "key of --tls-cert")
     .option("--tls-client-ca <pem>", "require client certificates signed by this CA (mutual TLS)")

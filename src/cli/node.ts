@@ -20,6 +20,7 @@ export interface NodeFlags extends TlsFlags {
   heartbeatInterval?: unknown;
   scrubRate?: unknown;
   capacity?: unknown;
+  verifyReads?: unknown;
   token?: unknown;
   tokenFile?: unknown;
   nodeSecretFile?: unknown;
@@ -45,6 +46,7 @@ export async function nodeCommand(flags: NodeFlags, argv: string[]): Promise<num
     heartbeatIntervalMs: intFlag(flags.heartbeatInterval ?? DEFAULT_HEARTBEAT_INTERVAL_MS, "heartbeat-interval", 10, 60_000),
     scrubRateMiBps: intFlag(flags.scrubRate ?? DEFAULT_SCRUB_RATE_MIB_PER_S, "scrub-rate", 0, 100_000),
     capacityBytes: flags.capacity === undefined ? 0 : parseSize(stringFlag(argv, "capacity", flags.capacity), "--capacity"),
+    verifyReads: flags.verifyReads === true,
   });
   return untilStopped(() => node.stop(), makeLog("node"));
 }

@@ -50,6 +50,17 @@ function isNoSpace(err: unknown) {
   return code === "ENOSPC" || code === "EDQUOT";
 }
 
+/** How a store behaves. */
+export interface ChunkStoreOptions {
+  log: (line: string) => void;
+  /** Called with the id of every copy the store loses (quarantined), so the master can repair it. */
+  onLost?: (id: string) => void;
+  /** Bytes the chunks may take on disk (0: the whole disk). */
+  capacityLimitBytes?: number;
+  /** Re-hash every chunk before serving it, as well as the reader does after receiving it. */
+  verifyReads?: boolean;
+}
+
 /** A chunk's copy as read: its bytes, its size on disk, and whether it lives in a pack. */
 interface StoredCopy {
   data: Buffer;
@@ -75,6 +86,8 @@ export class ChunkStore {
     private readonly onLost: (id: string) => void,
     /** Bytes this node may hold, when capped below the disk's size (0: the disk's size). */
     private readonly capacityLimitBytes: number,
+    /** Re-hash every chunk before serving it (`--verify-reads`), rather than leave that to the reader. */
+    private readonly verifyReads: boolean,
   ) {}
 
   private get chunksDir() {
@@ -88,9 +101,10 @@ export class ChunkStore {
   }
 
   /** Opens (creating if needed) the store under `root`, clears leftovers of interrupted writes and counts what it holds. */
-  static async open(root: string, log: (line: string) => void, onLost: (id: string) => void = () => {}, capacityLimitBytes = 0): Promise<ChunkStore> {
+  static async open(root: string, options: ChunkStoreOptions): Promise<ChunkStore> {
+    const { log, onLost = () => {}, capacityLimitBytes = 0, verifyReads = false } = options;
     await mkdir(root, { recursive: true, mode: 0o700 });
-    const store = new ChunkStore(root, await PackStore.open(join(root, "packs"), log), log, onLost, capacityLimitBytes);
+    const store = new ChunkStore(root, await PackStore.open(join(root, "packs"), log), log, onLost, capacityLimitBytes, verifyReads);
     await rm(store.tmpDir, { recursive: true, force: true });
     await mkdir(store.tmpDir, { mode: 0o700 });
     await mkdir(store.quarantineDir, { recursive: true, mode: 0o700 });
@@ -182,15 +196,16 @@ export class ChunkStore {
   /**
    * The chunk's bytes as stored, not re-hashed: every reader hashes what it receives, and a
    * reader that finds a mismatch says so through `verify`, which quarantines the copy (HDFS's
-   * model; re-hashing here too cost nodes half their CPU on downloads). A copy that cannot be
-   * good by its size or its pack record alone is quarantined here. `headroom` bytes are left
+   * model; re-hashing here too cost nodes half their CPU on downloads), unless the store was
+   * opened with `verifyReads`. A copy that cannot be good by its size or its pack record alone
+   * is quarantined here. `headroom` bytes are left
    * free before the data in its buffer (for a caller's headers).
    */
   async get(id: string, headroom = 0): Promise<Buffer> {
     assertChunkId(id);
     const stored = await this.read(id, headroom);
     if (!stored) throw notFound(`chunk ${id} is not on this node`);
-    if (stored.data.byteLength === 0) await this.failVerification(id, stored);
+    if (stored.data.byteLength === 0 || (this.verifyReads && (await chunkIdOfAsync(stored.data)) !== id)) await this.failVerification(id, stored);
     return stored.data;
   }
 

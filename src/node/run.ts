@@ -34,6 +34,8 @@ export interface NodeOptions {
   scrubRateMiBps: number;
   /** Bytes this node may hold (0: the whole disk). */
   capacityBytes: number;
+  /** Re-hash every chunk before serving it (readers hash what they receive in any case). */
+  verifyReads?: boolean;
   /** The cluster token; without one every RPC is open (loopback use). */
   token?: string;
   /** Serve over TLS. */
@@ -86,7 +88,7 @@ async function startNode(options: NodeOptions, lock: DirLock): Promise<RunningNo
   const log = makeLog(`node[${nodeId}]`);
   // Copies lost to corruption, reported with the next heartbeats until the master has them.
   const lost = new Set<string>();
-  const store = await ChunkStore.open(options.dataDir, log, (id) => lost.add(id), options.capacityBytes);
+  const store = await ChunkStore.open(options.dataDir, { log, onLost: (id) => lost.add(id), capacityLimitBytes: options.capacityBytes, verifyReads: options.verifyReads });
   const peers = new StoragePool();
   const dataDir = resolve(options.dataDir);
   // Mutable: the master tells us its read-only token's digest when we register.
