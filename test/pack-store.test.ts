@@ -1,6 +1,6 @@
 /** The pack store on a real disk: grouped appends, reads, reopening, garbage and compaction. */
 import { describe, expect, test } from "bun:test";
-import { appendFile, readdir, stat } from "node:fs/promises";
+import { appendFile, readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { PackStore } from "../src/node/pack-store";
 import { chunkIdOf } from "../src/core/chunk-id";
@@ -101,6 +101,37 @@ describe("pack store", () => {
 
       packs = await PackStore.open(dir, silent, 16 * KiB);
       for (const c of kept) expect(Buffer.compare((await packs.read(c.id))!.data, c.data)).toBe(0);
+      await packs.close();
+    });
+  });
+
+  test("packs whose index is gone get it rebuilt from their records, rotten and torn ones left out", async () => {
+    await withTempDir(async (dir) => {
+      const items = chunks(60, 2 * KiB);
+      let packs = await PackStore.open(dir, silent, 16 * KiB);
+      for (const c of items) await packs.put(c.id, c.data);
+      const rotten = items[17]!;
+      const at = packs.lookup(rotten.id)!;
+      await packs.close();
+      // Rot one record's bytes, tear the last pack's tail, and lose the index.
+      const rottenPack = join(dir, `${String(at.pack).padStart(8, "0")}.pack`);
+      const bytes = Buffer.from(await Bun.file(rottenPack).arrayBuffer());
+      bytes[at.offset + 36 + 5] = bytes[at.offset + 36 + 5]! ^ 0xff;
+      await Bun.write(rottenPack, bytes);
+      const files = await packFiles(dir);
+      await appendFile(join(dir, files.at(-1)!), randomBytes(50));
+      for (const f of await readdir(dir)) if (f.startsWith("packs.sqlite")) await rm(join(dir, f));
+
+      const lines: string[] = [];
+      packs = await PackStore.open(dir, (line) => lines.push(line), 16 * KiB);
+      expect(lines.join("\n")).toContain("rebuilt from");
+      expect(packs.totals().count).toBe(items.length - 1);
+      expect(await packs.read(rotten.id)).toBeNull();
+      for (const c of items) if (c !== rotten) expect(Buffer.compare((await packs.read(c.id))!.data, c.data)).toBe(0);
+      // New records still go after whatever the last pack held.
+      const [extra] = chunks(1, 100);
+      await packs.put(extra!.id, extra!.data);
+      expect(Buffer.compare((await packs.read(extra!.id))!.data, extra!.data)).toBe(0);
       await packs.close();
     });
   });

@@ -17,8 +17,11 @@
  */
 import { Database } from "bun:sqlite";
 import { mkdir, open, readdir, stat, unlink, type FileHandle } from "node:fs/promises";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { readFully } from "../core/read-fully";
+import { chunkIdOf } from "../core/chunk-id";
+import { PACKED_CHUNK_BELOW_BYTES } from "../core/limits";
 
 /** The record header: the chunk id's 32 bytes, then the length as u32 LE. */
 export const PACK_RECORD_HEADER_BYTES = 36;
@@ -110,6 +113,62 @@ class PackReaders {
   }
 }
 
+/** Bytes read at a time when scanning a pack for its records. */
+const SCAN_WINDOW_BYTES = 4 * 1024 * 1024;
+
+/**
+ * The records of one pack, front to back, as far as they parse: a length that no record can
+ * have ends the scan (a torn tail, or garbage past the last group).
+ */
+async function* packRecords(path: string): AsyncGenerator<{ offset: number; id: string; data: Buffer }> {
+  const handle = await open(path, "r");
+  try {
+    const size = (await handle.stat()).size;
+    const window = Buffer.allocUnsafe(SCAN_WINDOW_BYTES);
+    let position = 0;
+    while (position + PACK_RECORD_HEADER_BYTES <= size) {
+      const got = await readFully(handle, window, position);
+      let at = 0;
+      while (at + PACK_RECORD_HEADER_BYTES <= got) {
+        const length = window.readUInt32LE(at + 32);
+        if (length === 0 || length >= PACKED_CHUNK_BELOW_BYTES) return;
+        if (at + PACK_RECORD_HEADER_BYTES + length > got) break; // runs past the window: read on from here
+        yield { offset: position + at, id: window.toString("hex", at, at + 32), data: window.subarray(at + PACK_RECORD_HEADER_BYTES, at + PACK_RECORD_HEADER_BYTES + length) };
+        at += PACK_RECORD_HEADER_BYTES + length;
+      }
+      if (at === 0) return; // the file ends inside a record
+      position += at;
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Indexes every record whose bytes hash to its id, later copies (compaction's) over earlier
+ * ones. Chunks deleted before the index was lost come back too: their nodes hold them as
+ * orphans, which the master's garbage collection deletes again.
+ */
+async function rebuildIndex(dir: string, db: Database, packs: number[], log: (line: string) => void) {
+  const upsert = db.query("INSERT INTO packed (chunk_id, pack, offset, size, written_at_ms) VALUES (?, ?, ?, ?, ?) ON CONFLICT (chunk_id) DO UPDATE SET pack = excluded.pack, offset = excluded.offset, size = excluded.size, written_at_ms = excluded.written_at_ms");
+  // Written "now": a garbage collection that keeps recent writes keeps these until the master has seen them.
+  const now = Date.now();
+  let indexed = 0;
+  let skipped = 0;
+  for (const pack of packs) {
+    const rows: [string, number, number, number, number][] = [];
+    for await (const record of packRecords(join(dir, packName(pack)))) {
+      if (chunkIdOf(record.data) === record.id) rows.push([record.id, pack, record.offset, record.data.byteLength, now]);
+      else skipped++;
+    }
+    db.transaction(() => {
+      for (const row of rows) upsert.run(...row);
+    })();
+    indexed += rows.length;
+  }
+  log(`pack index missing: rebuilt from ${packs.length} packs, ${indexed} chunk records indexed, ${skipped} that failed verification left out`);
+}
+
 export class PackStore {
   private readonly queue: Pending[] = [];
   private flushing = false;
@@ -144,7 +203,9 @@ export class PackStore {
   /** Opens (creating if needed) the packs under `dir`; removes packs no row points into. */
   static async open(dir: string, log: (line: string) => void, sealBytes = DEFAULT_SEAL_BYTES): Promise<PackStore> {
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    const db = new Database(join(dir, "packs.sqlite"), { create: true, strict: true });
+    const indexPath = join(dir, "packs.sqlite");
+    const indexExisted = existsSync(indexPath);
+    const db = new Database(indexPath, { create: true, strict: true });
     // FULL: a put is acknowledged only once its row is durable (the row is what finds the bytes).
     db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;");
     db.exec(`CREATE TABLE IF NOT EXISTS packed (
@@ -152,6 +213,9 @@ export class PackStore {
       size INTEGER NOT NULL, written_at_ms INTEGER NOT NULL) WITHOUT ROWID`);
     db.exec("CREATE INDEX IF NOT EXISTS packed_by_pack ON packed (pack, offset)");
     const packs = (await readdir(dir)).filter((n) => /^\d{8}\.pack$/.test(n)).map((n) => Number(n.slice(0, 8))).sort((a, b) => a - b);
+    // Packs without their index (lost, or moved aside because it was damaged): the records say
+    // what they hold, so the index is rebuilt from them rather than the packs taken for garbage.
+    if (!indexExisted && packs.length > 0) await rebuildIndex(dir, db, packs, log);
     const referenced = new Set((db.query("SELECT DISTINCT pack FROM packed").all() as { pack: number }[]).map((r) => r.pack));
     const last = packs.at(-1) ?? 0;
     for (const pack of packs) if (pack !== last && !referenced.has(pack)) await unlink(join(dir, packName(pack)));
