@@ -2,6 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { mkdir, writeFile } from "node:fs/promises";
+import { PACK_RECORD_HEADER_BYTES } from "../src/node/pack-store";
 import { ANSI, BIN, overwriteChunk, removeChunk, rotChunk, jsonLines, randomBytes, runCli, waitFor, withCluster, withTempDir, type TestCluster } from "./harness";
 
 const KiB = 1024;
@@ -43,7 +44,8 @@ describe("status", () => {
           expect(node.lastHeartbeatAgeMs).toBeLessThan(5000);
           expect(node.uptimeMs).toBeGreaterThan(0);
         }
-        expect(status.totals).toMatchObject({ nodes: 3, aliveNodes: 3, deadNodes: 0, files: 2, chunks: 7, usedBytes: 2 * 400 * KiB });
+        // Used is what the chunks take on disk: 64 KiB chunks are packed, a record header each.
+        expect(status.totals).toMatchObject({ nodes: 3, aliveNodes: 3, deadNodes: 0, files: 2, chunks: 7, usedBytes: 2 * 400 * KiB + 14 * PACK_RECORD_HEADER_BYTES });
         expect(status.repair.underReplicatedChunks).toBe(0);
 
         const text = await cluster.run(["status"]);

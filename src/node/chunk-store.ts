@@ -356,6 +356,7 @@ export class ChunkStore {
       capacityBytes = this.capacityLimitBytes;
       freeBytes = Math.max(0, Math.min(freeBytes || Infinity, this.capacityLimitBytes - this.diskBytes() - this.reservedBytes));
     }
-    return { chunkCount: this.chunkCount, usedBytes: this.usedBytes, capacityBytes, freeBytes };
+    // Used is what the chunks take on disk, as `du` would see it: packs' headers and garbage included.
+    return { chunkCount: this.chunkCount, usedBytes: this.diskBytes(), capacityBytes, freeBytes };
   }
 }
