@@ -88,6 +88,11 @@ export const REGISTER_RETRY_INTERVAL_MS = 250;
 export const METADATA_RPC_TIMEOUT_MS = 30_000;
 /** Deadline for moving one chunk: a 64 MiB chunk at a slow 10 MiB/s still fits. */
 export const CHUNK_RPC_TIMEOUT_MS = 60_000;
+/**
+ * Deadline for a reader's report of a bad copy (the node re-hashes that one chunk): short, as
+ * the reader waits for it before it finishes, and a hung node should delay it little.
+ */
+export const MISMATCH_REPORT_TIMEOUT_MS = 5_000;
 /** Deadline for a client's first contact with the master, so an unreachable master fails fast. */
 export const CONNECT_TIMEOUT_MS = 5_000;
 /** Nodes with less free space than this get no new chunks. */

@@ -1,7 +1,7 @@
 /** gRPC client plumbing: channel options, typed calls with deadlines, and a pool of node channels. */
 import * as grpc from "@grpc/grpc-js";
 import "./receive-buffers"; // large received messages land in reused buffers
-import { CHUNK_RPC_TIMEOUT_MS, FLOW_CONTROL_WINDOW_BYTES, MAX_MESSAGE_BYTES, MAX_POOLED_CHANNELS, METADATA_RPC_TIMEOUT_MS } from "../core/limits";
+import { FLOW_CONTROL_WINDOW_BYTES, MISMATCH_REPORT_TIMEOUT_MS, MAX_MESSAGE_BYTES, MAX_POOLED_CHANNELS, METADATA_RPC_TIMEOUT_MS } from "../core/limits";
 import { HealthClient, MasterServiceClient, ProcessServiceClient, StorageServiceClient } from "./proto";
 import { passThroughPreEncoded, type PreEncodedPutChunk } from "./put-chunk-message";
 import type * as m from "./messages";
@@ -99,7 +99,7 @@ export class StorageApi {
    * dropped. Best effort: the reader has moved on to another replica, and the scrubber would
    * find the copy in time anyway.
    */
-  reportMismatch = (chunkId: string): Promise<void> => this.verifyChunks({ chunkIds: [chunkId] }, CHUNK_RPC_TIMEOUT_MS).then(() => {}, () => {});
+  reportMismatch = (chunkId: string): Promise<void> => this.verifyChunks({ chunkIds: [chunkId] }, MISMATCH_REPORT_TIMEOUT_MS).then(() => {}, () => {});
 
   close() {
     this.client.close();
