@@ -12,7 +12,7 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { chunkIdOf, contentHashOf } from "../src/core/chunk-id";
 import { checkHealth } from "../src/rpc/client";
-import { HealthClient, MasterServiceClient, ProcessServiceClient, StorageServiceClient } from "../src/rpc/proto";
+import { healthClientConstructor, MasterServiceClient, ProcessServiceClient, StorageServiceClient } from "../src/rpc/proto";
 import { ROOT, type ServerProcess, randomBytes, sha256File, withCluster, withTempDir } from "./harness";
 
 const SEED = Number(process.env.FUZZ_SEED ?? 0x5eed_d80b);
@@ -357,8 +357,8 @@ describe("fuzzing every RPC", () => {
       ids.push(...manifest.chunks.map((c) => c.chunkId));
 
       const servers = [
-        { process: cluster.master, targets: targetsOf([MasterServiceClient, ProcessServiceClient, HealthClient]) },
-        ...cluster.nodes.map((process) => ({ process, targets: targetsOf([StorageServiceClient, ProcessServiceClient, HealthClient]) })),
+        { process: cluster.master, targets: targetsOf([MasterServiceClient, ProcessServiceClient, healthClientConstructor()]) },
+        ...cluster.nodes.map((process) => ({ process, targets: targetsOf([StorageServiceClient, ProcessServiceClient, healthClientConstructor()]) })),
       ];
       const ports = [1, ...cluster.nodes.map((n) => n.port)];
       const clients = servers.map((s) => new grpc.Client(s.process.address, grpc.credentials.createInsecure(), { "grpc.max_send_message_length": -1, "grpc.max_receive_message_length": -1 }));

@@ -2,7 +2,7 @@
 import * as grpc from "@grpc/grpc-js";
 import "./receive-buffers"; // large received messages land in reused buffers
 import { FLOW_CONTROL_WINDOW_BYTES, MISMATCH_REPORT_TIMEOUT_MS, MAX_MESSAGE_BYTES, MAX_POOLED_CHANNELS, METADATA_RPC_TIMEOUT_MS } from "../core/limits";
-import { HealthClient, MasterServiceClient, ProcessServiceClient, StorageServiceClient } from "./proto";
+import { healthClientConstructor, MasterServiceClient, ProcessServiceClient, StorageServiceClient } from "./proto";
 import { passThroughPreEncoded, type PreEncodedPutChunk } from "./put-chunk-message";
 import type * as m from "./messages";
 import { callMetadata } from "./auth";
@@ -177,6 +177,7 @@ export class StoragePool {
 
 /** Asks a server's standard health service whether it serves; false on any failure. */
 export function checkHealth(address: string, timeoutMs: number): Promise<boolean> {
+  const HealthClient = healthClientConstructor();
   const client = new HealthClient(address, channelCredentials(), tlsChannelOptions()) as unknown as AnyClient;
   return callUnary<{ service: string }, { status: string }>(client, "Check", { service: "" }, address, timeoutMs)
     .then((r) => r.status === "SERVING")

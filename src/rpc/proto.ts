@@ -25,10 +25,18 @@ function loadProto(descriptor: protobuf.INamespace): grpc.GrpcObject {
 type ServiceCtor = grpc.ServiceClientConstructor;
 
 const dropbox = loadProto(protoDescriptor("dropbox.proto")).dropbox as grpc.GrpcObject;
-const health = ((loadProto(protoDescriptor("health.proto")).grpc as grpc.GrpcObject).health as grpc.GrpcObject).v1 as grpc.GrpcObject;
 
 /** Client constructors (their `.service` is the server-side definition). */
 export const MasterServiceClient = dropbox.MasterService as ServiceCtor;
 export const StorageServiceClient = dropbox.StorageService as ServiceCtor;
 export const ProcessServiceClient = dropbox.ProcessService as ServiceCtor;
-export const HealthClient = health.Health as ServiceCtor;
+
+let healthClient: ServiceCtor | undefined;
+/**
+ * The standard health service's client constructor, built on first use: only servers and
+ * readiness checks need it, and building it costs every other command ~2 ms of start-up.
+ */
+export function healthClientConstructor(): ServiceCtor {
+  healthClient ??= ((((loadProto(protoDescriptor("health.proto")).grpc as grpc.GrpcObject).health as grpc.GrpcObject).v1 as grpc.GrpcObject).Health as ServiceCtor);
+  return healthClient;
+}

@@ -4,7 +4,7 @@ import "./receive-buffers"; // large received messages land in reused buffers
 import { formatHostPort } from "../core/address";
 import { DropboxError, invalidArgument } from "../core/errors";
 import { MAX_MESSAGE_BYTES } from "../core/limits";
-import { HealthClient } from "./proto";
+import { healthClientConstructor } from "./proto";
 import { type AuthPolicy, guard } from "./auth";
 import { serverCredentials, type TlsServerConfig } from "./tls";
 import { toServiceError } from "./status";
@@ -154,7 +154,7 @@ export async function startServer(host: string, port: number, services: ServiceB
     server.addService(tolerant(service.definition), implementation);
   }
   const health = new HealthService(new Set(services.map((s) => s.name)));
-  server.addService(tolerant(HealthClient.service), health.implementation);
+  server.addService(tolerant(healthClientConstructor().service), health.implementation);
 
   const address = formatHostPort(host, port);
   const boundPort = await new Promise<number>((resolve, reject) => {
