@@ -9,7 +9,7 @@ import { chunkIdOf, chunkIdOfAsync, contentHashOf } from "../core/chunk-id";
 import { DropboxError, errorMessage, invalidArgument, unavailable } from "../core/errors";
 import { CHAIN_REPLICATION_MIN_CHUNK_BYTES, CHUNK_RPC_TIMEOUT_MS, CLIENT_INFLIGHT_BUDGET_BYTES, MAX_CHUNK_SIZE_BYTES, MAX_FILE_CHUNKS, MIN_CHUNK_SIZE_BYTES, PUT_RETRY_ATTEMPTS, PUT_TARGETS_BATCH_CHUNKS } from "../core/limits";
 import { assertName } from "../core/names";
-import { readFully } from "../core/read-fully";
+import { readFully } from "../core/positioned-io";
 import { Semaphore } from "../core/semaphore";
 import { type EncodedPutChunk, layoutPutChunk, putChunkMessageCapacity, setPutChunkId, withRouting } from "../rpc/put-chunk-message";
 import type { ChunkPool, TransferMaster } from "../rpc/client";

@@ -18,6 +18,7 @@ import { constants, ftruncateSync } from "node:fs";
 import { open, writeFile, type FileHandle } from "node:fs/promises";
 import { DIRECT_IO_ALIGNMENT_BYTES as BLOCK_BYTES, misalignment } from "./direct-io-alignment";
 import { UNCACHED_WRITE_MIN_BYTES } from "./limits";
+import { writeFully } from "./positioned-io";
 
 /** One staged write at most: bounds a staging buffer, and 4 MiB writes run at disk speed. */
 const STAGING_BYTES = 4 * 1024 * 1024;
@@ -118,7 +119,7 @@ export class DurableFile {
       const held = Buffer.concat(this.held);
       this.held = null;
       this.buffered = await open(this.path, EXCLUSIVE, this.mode);
-      await writeAll(this.buffered, held, 0);
+      await writeFully(this.buffered, held, 0);
       return;
     }
     let done = 0;
@@ -141,7 +142,7 @@ export class DurableFile {
         }
       }
     }
-    if (done < data.byteLength) await writeAll(await this.bufferedHandle(), data.subarray(done), this.length + done);
+    if (done < data.byteLength) await writeFully(await this.bufferedHandle(), data.subarray(done), this.length + done);
     this.length += data.byteLength;
   }
 
@@ -176,7 +177,7 @@ export class DurableFile {
   private async writeDirect(block: Uint8Array, meaningful: number, position = this.length): Promise<number> {
     if (block.byteLength > meaningful) this.padded = true;
     try {
-      await writeAll(this.direct!, block, position);
+      await writeFully(this.direct!, block, position);
       return meaningful;
     } catch (err) {
       if (!isInvalid(err)) throw err;
@@ -190,9 +191,4 @@ export class DurableFile {
     this.buffered ??= await open(this.path, constants.O_WRONLY);
     return this.buffered;
   }
-}
-
-async function writeAll(handle: FileHandle, data: Uint8Array, position: number) {
-  let written = 0;
-  while (written < data.byteLength) written += (await handle.write(data, written, data.byteLength - written, position + written)).bytesWritten;
 }

@@ -10,7 +10,7 @@ import { assertChunkId, chunkIdOfAsync } from "../core/chunk-id";
 import type { ChunkRef } from "../rpc/messages";
 import { DropboxError, dataLoss, invalidArgument, notFound, resourceExhausted } from "../core/errors";
 import { MAX_CHUNK_SIZE_BYTES, PACKED_CHUNK_BELOW_BYTES } from "../core/limits";
-import { readFully } from "../core/read-fully";
+import { readFully } from "../core/positioned-io";
 import { DurableFile } from "../core/durable-file";
 import { PACK_RECORD_HEADER_BYTES, PackStore } from "./pack-store";
 

@@ -19,7 +19,7 @@ import { Database } from "bun:sqlite";
 import { mkdir, open, readdir, stat, unlink, type FileHandle } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { readFully } from "../core/read-fully";
+import { readFully, writeFully } from "../core/positioned-io";
 import { chunkIdOf } from "../core/chunk-id";
 import { PACKED_CHUNK_BELOW_BYTES } from "../core/limits";
 
@@ -52,15 +52,6 @@ interface Pending {
 }
 
 const packName = (pack: number) => `${String(pack).padStart(8, "0")}.pack`;
-
-/** Writes all of `data` at `position`. */
-async function writeFully(handle: FileHandle, data: Uint8Array, position: number) {
-  let written = 0;
-  while (written < data.byteLength) {
-    const { bytesWritten } = await handle.write(data, written, data.byteLength - written, position + written);
-    written += bytesWritten;
-  }
-}
 
 /** Read handles kept open per pack, at most this many: reads skip an open and a close each. */
 const OPEN_READERS_MAX = 32;

@@ -1,4 +1,4 @@
-/** Positioned reads that fill a buffer: one read call may return fewer bytes than asked. */
+/** Positioned reads and writes that move a whole buffer: one call may move fewer bytes than asked. */
 import type { FileHandle } from "node:fs/promises";
 
 /** Reads into all of `target` from the file at `position`; returns the bytes read, fewer only at end of file. */
@@ -10,4 +10,10 @@ export async function readFully(handle: FileHandle, target: Uint8Array, position
     filled += bytesRead;
   }
   return filled;
+}
+
+/** Writes all of `data` to the file at `position`. */
+export async function writeFully(handle: FileHandle, data: Uint8Array, position: number): Promise<void> {
+  let written = 0;
+  while (written < data.byteLength) written += (await handle.write(data, written, data.byteLength - written, position + written)).bytesWritten;
 }
