@@ -198,8 +198,8 @@ export class ChunkStore {
    * reader that finds a mismatch says so through `verify`, which quarantines the copy (HDFS's
    * model; re-hashing here too cost nodes half their CPU on downloads), unless the store was
    * opened with `verifyReads`. A copy that cannot be good by its size or its pack record alone
-   * is quarantined here. `headroom` bytes are left
-   * free before the data in its buffer (for a caller's headers).
+   * is quarantined here. `headroom` bytes are left free before the data in its buffer (for a
+   * caller's headers).
    */
   async get(id: string, headroom = 0): Promise<Buffer> {
     assertChunkId(id);

@@ -51,6 +51,9 @@ interface Pending {
   reject: (err: unknown) => void;
 }
 
+/** Records a chunk's place, replacing any row it had: puts, and the rebuild of a lost index. */
+const UPSERT_ROW_SQL = "INSERT INTO packed (chunk_id, pack, offset, size, written_at_ms) VALUES (?, ?, ?, ?, ?) ON CONFLICT (chunk_id) DO UPDATE SET pack = excluded.pack, offset = excluded.offset, size = excluded.size, written_at_ms = excluded.written_at_ms";
+
 const packName = (pack: number) => `${String(pack).padStart(8, "0")}.pack`;
 
 /** Read handles kept open per pack, at most this many: reads skip an open and a close each. */
@@ -141,7 +144,7 @@ async function* packRecords(path: string): AsyncGenerator<{ offset: number; id: 
  * orphans, which the master's garbage collection deletes again.
  */
 async function rebuildIndex(dir: string, db: Database, packs: number[], log: (line: string) => void) {
-  const upsert = db.query("INSERT INTO packed (chunk_id, pack, offset, size, written_at_ms) VALUES (?, ?, ?, ?, ?) ON CONFLICT (chunk_id) DO UPDATE SET pack = excluded.pack, offset = excluded.offset, size = excluded.size, written_at_ms = excluded.written_at_ms");
+  const upsert = db.query(UPSERT_ROW_SQL);
   // Written "now": a garbage collection that keeps recent writes keeps these until the master has seen them.
   const now = Date.now();
   let indexed = 0;
@@ -165,7 +168,8 @@ export class PackStore {
   private flushing = false;
   private compaction: Promise<void> | null = null;
   private readonly sparse = new Set<number>();
-  /** Bytes of the chunks packed (their rows' sizes), and of the packs on disk but the current one. */
+  /** Chunks packed and their bytes (their rows), kept as rows change, and the packs on disk but the current one. */
+  private liveCount = 0;
   private liveBytes = 0;
   private sealedBytes = 0;
   private readonly readers = new PackReaders((pack) => join(this.dir, packName(pack)));
@@ -181,7 +185,7 @@ export class PackStore {
   ) {
     this.statements = {
       lookup: db.query<{ pack: number; offset: number; size: number; writtenAtMs: number }, [string]>("SELECT pack, offset, size, written_at_ms AS writtenAtMs FROM packed WHERE chunk_id = ?"),
-      upsert: db.query("INSERT INTO packed (chunk_id, pack, offset, size, written_at_ms) VALUES (?, ?, ?, ?, ?) ON CONFLICT (chunk_id) DO UPDATE SET pack = excluded.pack, offset = excluded.offset, size = excluded.size, written_at_ms = excluded.written_at_ms"),
+      upsert: db.query(UPSERT_ROW_SQL),
       move: db.query("UPDATE packed SET pack = ?, offset = ? WHERE chunk_id = ? AND pack = ? AND offset = ?"),
       remove: db.query("DELETE FROM packed WHERE chunk_id = ?"),
       touch: db.query("UPDATE packed SET written_at_ms = ? WHERE chunk_id = ?"),
@@ -218,9 +222,14 @@ export class PackStore {
     const size = (await handle.stat()).size;
     const store = new PackStore(dir, db, { pack, handle, size }, log, sealBytes);
     if (last === 0) await store.syncDir();
-    for (const p of referenced) if (p !== pack) store.sparse.add(p);
-    store.liveBytes = store.totals().bytes;
-    for (const p of referenced) if (p !== pack) store.sealedBytes += (await stat(join(dir, packName(p)))).size;
+    for (const p of referenced) {
+      if (p === pack) continue;
+      store.sparse.add(p);
+      store.sealedBytes += (await stat(join(dir, packName(p)))).size;
+    }
+    const live = db.query("SELECT COUNT(*) AS count, COALESCE(SUM(size), 0) AS bytes FROM packed").get() as { count: number; bytes: number };
+    store.liveCount = live.count;
+    store.liveBytes = live.bytes;
     void store.compact();
     return store;
   }
@@ -233,9 +242,9 @@ export class PackStore {
     return this.sealedBytes + this.active.size - this.liveBytes;
   }
 
-  /** Chunks and their bytes (without headers) held, for counting at start-up. */
+  /** Chunks packed, and their bytes (without headers). */
   totals(): { count: number; bytes: number } {
-    return this.db.query("SELECT COUNT(*) AS count, COALESCE(SUM(size), 0) AS bytes FROM packed").get() as { count: number; bytes: number };
+    return { count: this.liveCount, bytes: this.liveBytes };
   }
 
   lookup(id: string): PackedChunk | null {
@@ -271,8 +280,13 @@ export class PackStore {
 
   /** Appends `data` as chunk `id`; resolves once its bytes and its row are durable. */
   put(id: string, data: Uint8Array, writtenAtMs = Date.now()): Promise<void> {
+    return this.enqueue({ id, data, writtenAtMs });
+  }
+
+  /** Queues a record for the next group; resolves once it is written and its row committed. */
+  private enqueue(record: Omit<Pending, "resolve" | "reject">): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ id, data, writtenAtMs, resolve, reject });
+      this.queue.push({ ...record, resolve, reject });
       void this.flush();
     });
   }
@@ -300,6 +314,7 @@ export class PackStore {
           continue;
         }
         this.statements.remove.run(id);
+        this.liveCount--;
         this.liveBytes -= at.size;
         removed.set(id, at.size);
         packs.add(at.pack);
@@ -376,6 +391,7 @@ export class PackStore {
         const replaced = this.lookup(p.id);
         if (replaced && replaced.pack !== pack) this.sparse.add(replaced.pack);
         this.statements.upsert.run(p.id, pack, offsets[i]!, p.data.byteLength, p.writtenAtMs);
+        if (!replaced) this.liveCount++;
         this.liveBytes += p.data.byteLength - (replaced?.size ?? 0);
       });
     })();
@@ -439,10 +455,7 @@ export class PackStore {
       const data = await this.readRecord({ pack, offset: row.offset, size: row.size, writtenAtMs: row.writtenAtMs }, row.chunkId, 0);
       // A record that is not what its row says stays where it is, for verification to find.
       if (data.byteLength !== row.size) continue;
-      moves.push(new Promise((resolve, reject) => {
-        this.queue.push({ id: row.chunkId, data, writtenAtMs: row.writtenAtMs, movingFrom: { pack, offset: row.offset }, resolve, reject });
-        void this.flush();
-      }));
+      moves.push(this.enqueue({ id: row.chunkId, data, writtenAtMs: row.writtenAtMs, movingFrom: { pack, offset: row.offset } }));
       movingBytes += data.byteLength;
       if (movingBytes >= GROUP_MAX_BYTES) {
         await Promise.all(moves);
