@@ -303,10 +303,14 @@ export async function holdsGoodCopy(node: ServerProcess, chunkId: string): Promi
 /** Rots a node's copy of a chunk on disk: flips the byte at `at` (for tests of damage). */
 export async function rotChunk(node: ServerProcess, chunkId: string, at = 1000) {
   const { path, offset, size } = locateChunk(node, chunkId);
+  await flipByte(path, offset + Math.min(at, size - 1));
+}
+
+/** Flips the byte at `position` of a file, in place (bit rot, for tests of damage). */
+export async function flipByte(path: string, position: number) {
   const handle = await open(path, "r+");
   try {
     const byte = Buffer.alloc(1);
-    const position = offset + Math.min(at, size - 1);
     await handle.read(byte, 0, 1, position);
     byte[0] = byte[0]! ^ 0xff;
     await handle.write(byte, 0, 1, position);

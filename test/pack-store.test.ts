@@ -2,9 +2,9 @@
 import { describe, expect, test } from "bun:test";
 import { appendFile, readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { PackStore } from "../src/node/pack-store";
+import { PACK_RECORD_HEADER_BYTES, PackStore } from "../src/node/pack-store";
 import { chunkIdOf } from "../src/core/chunk-id";
-import { randomBytes, withTempDir } from "./harness";
+import { flipByte, randomBytes, withTempDir } from "./harness";
 
 const KiB = 1024;
 const silent = () => {};
@@ -68,10 +68,7 @@ describe("pack store", () => {
       await packs.put(a!.id, a!.data);
       const [pack] = await packFiles(dir);
       // Rot the record's header: its id no longer names the chunk.
-      const file = Bun.file(join(dir, pack!));
-      const bytes = Buffer.from(await file.arrayBuffer());
-      bytes[3] = bytes[3]! ^ 0xff;
-      await Bun.write(join(dir, pack!), bytes);
+      await flipByte(join(dir, pack!), 3);
       expect((await packs.read(a!.id))!.data.byteLength).toBe(0);
       await packs.close();
     });
@@ -114,10 +111,7 @@ describe("pack store", () => {
       const at = packs.lookup(rotten.id)!;
       await packs.close();
       // Rot one record's bytes, tear the last pack's tail, and lose the index.
-      const rottenPack = join(dir, `${String(at.pack).padStart(8, "0")}.pack`);
-      const bytes = Buffer.from(await Bun.file(rottenPack).arrayBuffer());
-      bytes[at.offset + 36 + 5] = bytes[at.offset + 36 + 5]! ^ 0xff;
-      await Bun.write(rottenPack, bytes);
+      await flipByte(join(dir, `${String(at.pack).padStart(8, "0")}.pack`), at.offset + PACK_RECORD_HEADER_BYTES + 5);
       const files = await packFiles(dir);
       await appendFile(join(dir, files.at(-1)!), randomBytes(50));
       for (const f of await readdir(dir)) if (f.startsWith("packs.sqlite")) await rm(join(dir, f));
