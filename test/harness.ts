@@ -3,9 +3,8 @@
  * process on an OS-chosen port with its own temp dir and log file. Tests wrap their
  * body in `withCluster`, which tears everything down and dumps the logs on failure.
  */
-import { mkdtemp, open, readFile, readdir, rm, stat } from "node:fs/promises";
+import { mkdtemp, open, readFile, rm, stat } from "node:fs/promises";
 import { closeSync, existsSync, openSync, statSync } from "node:fs";
-import { Database } from "bun:sqlite";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -14,6 +13,7 @@ import { useToken } from "../src/rpc/auth";
 import { PACK_RECORD_HEADER_BYTES } from "../src/node/pack-store";
 import { MasterApi } from "../src/rpc/client";
 import { waitFor } from "./poll";
+import { chunksOnDisk, withPackIndex } from "./disk-chunks";
 
 export { waitFor };
 
@@ -188,18 +188,9 @@ export class TestCluster {
     return runCli(args, { ...options, env: { DROPBOX_MASTER: this.master.address, ...this.options.env, ...options.env } });
   }
 
-  /** Every chunk file on a node's disk: id -> size. */
   /** The chunks a node holds on disk, packed or in files, with their sizes: read off its disk, not asked. */
-  async chunkFiles(node: ServerProcess): Promise<Map<string, number>> {
-    const files = new Map<string, number>();
-    const root = join(node.dataDir, "chunks");
-    for (const dir of await readdir(root).catch(() => [])) {
-      for (const name of await readdir(join(root, dir))) files.set(name, (await stat(join(root, dir, name))).size);
-    }
-    withPackIndex(node, (db) => {
-      for (const row of db.query("SELECT chunk_id AS id, size FROM packed").all() as { id: string; size: number }[]) files.set(row.id, row.size);
-    });
-    return files;
+  chunkFiles(node: ServerProcess): Promise<Map<string, number>> {
+    return chunksOnDisk(node.dataDir);
   }
 
   async dumpLogs() {
@@ -256,27 +247,14 @@ export async function sha256File(path: string): Promise<string> {
 /** The start of every ANSI control sequence: piped output must never contain it. */
 export const ANSI = "\x1b[";
 
-/** Runs `f` on a node's pack index (node/pack-store.ts), if it has one; SQLite lets two processes share it. */
-function withPackIndex<T>(node: ServerProcess, f: (db: Database) => T): T | undefined {
-  const path = join(node.dataDir, "packs", "packs.sqlite");
-  if (!existsSync(path)) return undefined;
-  const db = new Database(path);
-  try {
-    db.exec("PRAGMA busy_timeout = 5000");
-    return f(db);
-  } finally {
-    db.close();
-  }
-}
-
 /** How many chunks a node holds packed, read off its pack index (0 before it has one). */
 export function packedChunkCount(node: ServerProcess): number {
-  return withPackIndex(node, (db) => (db.query("SELECT COUNT(*) AS n FROM packed").get() as { n: number }).n) ?? 0;
+  return withPackIndex(node.dataDir, (db) => (db.query("SELECT COUNT(*) AS n FROM packed").get() as { n: number }).n) ?? 0;
 }
 
 /** Where a node keeps a chunk's bytes on disk: a chunk file, or a record in a pack. */
 function locateChunk(node: ServerProcess, chunkId: string): { path: string; offset: number; size: number } {
-  const packed = withPackIndex(node, (db) => db.query("SELECT pack, offset, size FROM packed WHERE chunk_id = ?").get(chunkId) as { pack: number; offset: number; size: number } | null);
+  const packed = withPackIndex(node.dataDir, (db) => db.query("SELECT pack, offset, size FROM packed WHERE chunk_id = ?").get(chunkId) as { pack: number; offset: number; size: number } | null);
   if (packed) return { path: join(node.dataDir, "packs", `${String(packed.pack).padStart(8, "0")}.pack`), offset: packed.offset + PACK_RECORD_HEADER_BYTES, size: packed.size };
   const path = join(node.dataDir, "chunks", chunkId.slice(0, 2), chunkId);
   return { path, offset: 0, size: statSync(path).size };
@@ -333,7 +311,7 @@ export async function overwriteChunk(node: ServerProcess, chunkId: string, bytes
 
 /** Removes a node's copy of a chunk from its disk, as a lost file would (behind the node's back). */
 export async function removeChunk(node: ServerProcess, chunkId: string) {
-  const removed = withPackIndex(node, (db) => db.query("DELETE FROM packed WHERE chunk_id = ?").run(chunkId).changes);
+  const removed = withPackIndex(node.dataDir, (db) => db.query("DELETE FROM packed WHERE chunk_id = ?").run(chunkId).changes);
   if (!removed) await rm(join(node.dataDir, "chunks", chunkId.slice(0, 2), chunkId));
 }
 

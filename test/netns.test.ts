@@ -6,12 +6,13 @@
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { closeSync, existsSync, openSync, readdirSync, readlinkSync, rmSync } from "node:fs";
-import { mkdtemp, readFile, readdir, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { MasterApi } from "../src/rpc/client";
 import { BIN, randomBytes, sha256File, waitFor } from "./harness";
+import { chunksOnDisk } from "./disk-chunks";
 
 const MiB = 1024 * 1024;
 const IP = "/usr/sbin/ip";
@@ -229,15 +230,10 @@ if (canCreateNamespaces) {
 }
 afterAll(cleanUp);
 
-/** chunk id -> how many of the given data dirs hold it on disk (NODE_DATA_DIR/chunks/<2 hex>/<id>). */
+/** chunk id -> how many of the given data dirs hold it on disk (in a file or packed). */
 async function copiesOnDisk(dataDirs: string[]): Promise<Map<string, number>> {
   const copies = new Map<string, number>();
-  for (const dataDir of dataDirs) {
-    const root = join(dataDir, "chunks");
-    for (const sub of await readdir(root).catch(() => [])) {
-      for (const id of await readdir(join(root, sub))) if (/^[0-9a-f]{64}$/.test(id)) copies.set(id, (copies.get(id) ?? 0) + 1);
-    }
-  }
+  for (const dataDir of dataDirs) for (const id of (await chunksOnDisk(dataDir)).keys()) copies.set(id, (copies.get(id) ?? 0) + 1);
   return copies;
 }
 

@@ -4,14 +4,14 @@
  * benchmarks that need the processes' pids (peak RSS, killing a node); whatever happens,
  * every process is stopped when this script exits.
  */
-import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
-import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { closeSync, openSync, readFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { Database } from "bun:sqlite";
 import { MasterApi } from "../../src/rpc/client";
 import { waitFor } from "../../test/poll";
+import { chunksOnDisk } from "../../test/disk-chunks";
 
 export { waitFor };
 
@@ -161,23 +161,9 @@ export class LocalCluster {
     return [this.master, ...this.nodes];
   }
 
-  /** Every chunk on a node's disk, a file (chunks/ab/<64-hex id>) or packed (packs/packs.sqlite): the set of ids. */
+  /** Every chunk on a node's disk, a file or packed: the set of ids. */
   async chunkIdsOnDisk(node: ServerProcess): Promise<Set<string>> {
-    const ids = new Set<string>();
-    const root = join(node.dataDir, "chunks");
-    for (const dir of await readdir(root).catch(() => [])) {
-      for (const name of await readdir(join(root, dir)).catch(() => [])) if (/^[0-9a-f]{64}$/.test(name)) ids.add(name);
-    }
-    const index = join(node.dataDir, "packs", "packs.sqlite");
-    if (existsSync(index)) {
-      const db = new Database(index);
-      try {
-        for (const row of db.query("SELECT chunk_id AS id FROM packed").all() as { id: string }[]) ids.add(row.id);
-      } finally {
-        db.close();
-      }
-    }
-    return ids;
+    return new Set((await chunksOnDisk(node.dataDir)).keys());
   }
 
   /** Stops every process (SIGTERM, then SIGKILL) and removes the temp dir. */
