@@ -196,6 +196,7 @@ function validRequest(rng: Rng, method: string, ids: string[], ports: number[]):
       return { filename: `fuzz/${rng.int(10)}`, size: 65536, chunkSize: 65536, contentHash: contentHashOf(chunks.map((c) => c.chunkId)), chunks, stored: [{ chunkId: chunks[0]!.chunkId, nodeIds: ["node1"] }] };
     }
     case "ListFiles":
+    case "ListManifests":
       return { prefix: "real/", startAfter: "", limit: 10 };
     case "GetManifest":
     case "DeleteFile":

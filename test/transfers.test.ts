@@ -3,6 +3,10 @@ import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { mkdir, readdir, readFile, symlink, writeFile } from "node:fs/promises";
 import { ANSI, randomBytes, sha256File, waitFor, withCluster, withTempDir } from "./harness";
+import { chunkIdOf } from "../src/core/chunk-id";
+import { LIST_MANIFESTS_MAX_FILE_CHUNKS } from "../src/core/limits";
+import { StoragePool } from "../src/rpc/client";
+import { downloadMany, planDownload } from "../src/client/transfers";
 
 const KiB = 1024;
 
@@ -101,6 +105,42 @@ describe("transfers", () => {
         const none = await cluster.run(["download", "-r", "nothing/", join(dir, "out"), "--json"]);
         expect(none.exitCode).toBe(3);
         expect(JSON.parse(none.stderr).error).toMatchObject({ kind: "NOT_FOUND", message: 'no files under "nothing/"' });
+      });
+    });
+  });
+
+  test("download -r takes small files' manifests from the listing, larger ones on their own, and reads a stale one again", async () => {
+    await withCluster({ nodes: 2, replication: 1, masterArgs: ["--repair-interval", "100", "--gc-grace", "0"] }, async (cluster) => {
+      await withTempDir(async (dir) => {
+        const oldBytes = randomBytes(4 * KiB);
+        const newBytes = randomBytes(5 * KiB);
+        const bigBytes = randomBytes((LIST_MANIFESTS_MAX_FILE_CHUNKS + 1) * 64 * KiB);
+        await writeFile(join(dir, "small"), oldBytes);
+        await writeFile(join(dir, "big"), bigBytes);
+        expect((await cluster.run(["upload", join(dir, "small"), join(dir, "big"), "--prefix", "t/", "--chunk-size", "64KiB", "--quiet"])).exitCode).toBe(0);
+
+        const master = cluster.api();
+        const items = await planDownload(master, "t", join(dir, "out"));
+        expect(items.map((i) => [i.name, i.manifest?.chunks.length])).toEqual([["t/big", undefined], ["t/small", 1]]);
+
+        // Replaced after the listing, and the old chunk collected: the listed manifest is stale.
+        await writeFile(join(dir, "small"), newBytes);
+        expect((await cluster.run(["upload", join(dir, "small"), "--as", "t/small", "--quiet"])).exitCode).toBe(0);
+        const oldId = chunkIdOf(oldBytes);
+        await waitFor("the replaced chunk to be collected", async () => {
+          for (const node of cluster.nodes) if ((await cluster.chunkFiles(node)).has(oldId)) return false;
+          return true;
+        });
+
+        const pool = new StoragePool();
+        try {
+          const outcomes = await downloadMany(master, pool, items);
+          expect(outcomes.map((o) => [o.item.name, o.error])).toEqual([["t/big", undefined], ["t/small", undefined]]);
+        } finally {
+          pool.close();
+        }
+        expect(await readFile(join(dir, "out", "small"))).toEqual(Buffer.from(newBytes));
+        expect(await readFile(join(dir, "out", "big"))).toEqual(Buffer.from(bigBytes));
       });
     });
   });

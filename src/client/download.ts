@@ -15,7 +15,7 @@ import { writeOut } from "../core/stdio";
 import { DurableFile } from "../core/durable-file";
 import { releaseReceived } from "../rpc/receive-buffers";
 import type { ChunkPool, TransferMaster } from "../rpc/client";
-import type { ChunkLocation, FileInfo, StorageNode } from "../rpc/messages";
+import type { ChunkLocation, FileInfo, GetManifestResponse, StorageNode } from "../rpc/messages";
 
 /** What to download, and where to. */
 export interface DownloadOptions {
@@ -25,6 +25,8 @@ export interface DownloadOptions {
   /** A path, or "-" for stdout. */
   output: string;
   onProgress?: (bytes: number) => void;
+  /** The file's manifest when already read (listed with its directory); else it is asked for. */
+  manifest?: GetManifestResponse;
 }
 
 const addressOf = (node: StorageNode) => formatHostPort(node.host, node.port);
@@ -106,7 +108,7 @@ function stdoutSink(name: string): Sink {
 export async function downloadFile(options: DownloadOptions): Promise<FileInfo> {
   const { master, pool } = options;
   const name = assertName(options.name);
-  const manifest = await master.getManifest({ filename: name });
+  const manifest = options.manifest ?? (await master.getManifest({ filename: name }));
   const file = manifest.file!;
   const total = manifest.chunks.reduce((sum, c) => sum + c.size, 0);
   if (manifest.chunks.length !== file.chunkCount || total !== file.size || contentHashOf(manifest.chunks.map((c) => c.chunkId)) !== file.contentHash) {

@@ -5,13 +5,13 @@
  */
 import { lstat, mkdir, readdir, stat } from "node:fs/promises";
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
-import { errorMessage, invalidArgument, notFound } from "../core/errors";
+import { DropboxError, errorMessage, invalidArgument, notFound } from "../core/errors";
 import { CLIENT_INFLIGHT_BUDGET_BYTES } from "../core/limits";
 import { assertName, assertPrefix } from "../core/names";
 import type { MasterApi, StoragePool } from "../rpc/client";
-import type { FileInfo } from "../rpc/messages";
+import type { FileInfo, GetManifestResponse } from "../rpc/messages";
 import { BatchingMaster, BatchingPool } from "./batching";
-import { listFiles } from "./catalog";
+import { isWhole, listManifests } from "./catalog";
 import { downloadFile } from "./download";
 import { uploadFile, type UploadResult } from "./upload";
 
@@ -40,6 +40,8 @@ export interface DownloadItem {
   name: string;
   output: string;
   size: number;
+  /** Its manifest as listed, when it came whole. */
+  manifest?: GetManifestResponse;
 }
 
 /** A path that was not uploaded, and why. */
@@ -179,17 +181,20 @@ export function uploadMany(master: MasterApi, pool: StoragePool, items: UploadIt
 /**
  * What `download -r PREFIX DIR` will fetch: every file under PREFIX (taken as a directory),
  * each to DIR + its path below PREFIX. A name that would land outside DIR is refused.
+ * Small files come with their manifests (one ListManifests call per 1000 files rather than
+ * a listing plus a manifest call per file).
  */
 export async function planDownload(master: MasterApi, prefix: string, dir: string): Promise<DownloadItem[]> {
   const base = prefixDirectory(prefix);
-  const files = await listFiles(master, base);
-  if (files.length === 0) throw notFound(base ? `no files under ${JSON.stringify(base)}` : "no files in the cluster");
+  const manifests = await listManifests(master, base);
+  if (manifests.length === 0) throw notFound(base ? `no files under ${JSON.stringify(base)}` : "no files in the cluster");
   const root = resolve(dir);
-  return files.map((file: FileInfo) => {
+  return manifests.map((manifest) => {
+    const file = manifest.file!;
     const rel = file.name.slice(base.length);
     const output = resolve(root, ...rel.split("/"));
     if (rel === "" || !output.startsWith(root + sep)) throw invalidArgument(`refusing ${JSON.stringify(file.name)}: it would be written outside ${dir}`);
-    return { name: file.name, output, size: file.size };
+    return { name: file.name, output, size: file.size, manifest: isWhole(manifest) ? manifest : undefined };
   });
 }
 
@@ -207,7 +212,14 @@ export function downloadMany(master: MasterApi, pool: StoragePool, items: Downlo
     items,
     async (item, onProgress) => {
       await makeParent(dirname(item.output));
-      return downloadFile({ master: m, pool: p, name: item.name, output: item.output, onProgress });
+      const download = (manifest?: GetManifestResponse) => downloadFile({ master: m, pool: p, name: item.name, output: item.output, onProgress, manifest });
+      if (!item.manifest) return download();
+      // A manifest listed earlier may be stale: a file replaced since, and its old chunks
+      // collected, cannot be read. Its current manifest is asked for once.
+      return download(item.manifest).catch((err) => {
+        if (err instanceof DropboxError && err.kind === "UNAVAILABLE") return download();
+        throw err;
+      });
     },
     events,
   );

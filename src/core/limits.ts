@@ -54,6 +54,12 @@ export const MAX_FILE_CHUNKS = 262_144;
 export const MAX_NAME_BYTES = 1024;
 /** Files returned per ListFiles call; the client pages past it. */
 export const LIST_PAGE_FILES = 1000;
+/**
+ * Chunks a ListManifests page carries per file: small files come whole (the case where one
+ * manifest call per file would cost more than the file), larger ones are read on their own,
+ * and a page stays under ~3 MB.
+ */
+export const LIST_MANIFESTS_MAX_FILE_CHUNKS = 16;
 /** Replication factors the master accepts. */
 export const MIN_REPLICATION = 1;
 export const MAX_REPLICATION = 7;

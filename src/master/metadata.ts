@@ -74,6 +74,12 @@ export interface NewFile {
   stored: Map<string, string[]>;
 }
 
+/** A file and its chunks in order, each with every node recorded as holding it. */
+export interface StoredManifest {
+  file: FileInfo;
+  chunks: ChunkReplicas[];
+}
+
 /** A referenced chunk and every node recorded as holding it. */
 export interface ChunkReplicas {
   chunkId: string;
@@ -196,35 +202,52 @@ export class Metadata {
     }
   }
 
-  /** A file with its chunks in order and every replica of each, read in one go. */
-  manifest(name: string): { file: FileInfo; chunks: ChunkRef[]; replicas: Map<string, string[]> } | null {
-    return this.db.transaction(() => {
-      const row = this.db.query("SELECT * FROM files WHERE name = ?").get(name) as FileRow | null;
-      if (!row) return null;
-      const chunks = (
-        this.db.query("SELECT fc.chunk_id AS chunkId, c.size AS size FROM file_chunks fc JOIN chunks c ON c.id = fc.chunk_id WHERE fc.file_id = ? ORDER BY fc.idx").all(row.id) as ChunkRef[]
-      );
-      const replicas = new Map<string, string[]>();
-      const rows = this.db
-        .query("SELECT DISTINCT r.chunk_id AS chunkId, r.node_id AS nodeId FROM file_chunks fc JOIN replicas r ON r.chunk_id = fc.chunk_id WHERE fc.file_id = ?")
-        .all(row.id) as { chunkId: string; nodeId: string }[];
-      for (const r of rows) {
-        const list = replicas.get(r.chunkId);
-        if (list) list.push(r.nodeId);
-        else replicas.set(r.chunkId, [r.nodeId]);
-      }
-      return { file: toFileInfo(row), chunks, replicas };
-    }).deferred();
+  /*
+   * Reads need no transaction: one connection on one thread, so no write can land between
+   * the statements of a read, and each statement reads a committed state.
+   */
+
+  /** A file with its chunks in order and every node recorded as holding each. */
+  manifest(name: string): StoredManifest | null {
+    const row = this.db.query("SELECT * FROM files WHERE name = ?").get(name) as FileRow | null;
+    return row ? { file: toFileInfo(row), chunks: this.chunksOf(row.id) } : null;
+  }
+
+  /** A file's chunks in order, each with its holders: one statement, however many chunks. */
+  private chunksOf(fileId: number): ChunkReplicas[] {
+    const rows = this.db
+      .query(
+        `SELECT fc.chunk_id AS chunkId, c.size AS size,
+           (SELECT group_concat(r.node_id) FROM replicas r WHERE r.chunk_id = fc.chunk_id) AS nodes
+         FROM file_chunks fc JOIN chunks c ON c.id = fc.chunk_id WHERE fc.file_id = ? ORDER BY fc.idx`,
+      )
+      .all(fileId) as { chunkId: string; size: number; nodes: string | null }[];
+    return rows.map((r) => ({ chunkId: r.chunkId, size: r.size, nodeIds: r.nodes ? r.nodes.split(",") : [] }));
   }
 
   /** Up to `limit` files whose names start with `prefix`, after `startAfter`, by name. */
   listFiles(prefix: string, startAfter: string, limit: number): { files: FileInfo[]; truncated: boolean } {
+    const { rows, truncated } = this.filePage(prefix, startAfter, limit);
+    return { files: rows.map(toFileInfo), truncated };
+  }
+
+  /**
+   * A page of `listFiles` with each file's manifest. A file of more than `maxChunksPerFile`
+   * chunks comes without its chunks (the caller reads it with `manifest`), so a page stays
+   * bounded by `limit` × `maxChunksPerFile`.
+   */
+  listManifests(prefix: string, startAfter: string, limit: number, maxChunksPerFile: number): { manifests: StoredManifest[]; truncated: boolean } {
+    const { rows, truncated } = this.filePage(prefix, startAfter, limit);
+    return { manifests: rows.map((row) => ({ file: toFileInfo(row), chunks: row.chunk_count <= maxChunksPerFile ? this.chunksOf(row.id) : [] })), truncated };
+  }
+
+  private filePage(prefix: string, startAfter: string, limit: number): { rows: FileRow[]; truncated: boolean } {
     // BINARY collation compares UTF-8 bytes; U+10FFFF sorts after anything that can follow the prefix.
     const upper = `${prefix}\u{10FFFF}`;
     const rows = this.db
       .query("SELECT * FROM files WHERE name >= ?1 AND name < ?2 AND name > ?3 ORDER BY name LIMIT ?4")
       .all(prefix, upper, startAfter, limit + 1) as FileRow[];
-    return { files: rows.slice(0, limit).map(toFileInfo), truncated: rows.length > limit };
+    return { rows: rows.slice(0, limit), truncated: rows.length > limit };
   }
 
   /** Removes a name; its chunks stay until garbage collection. Returns what was deleted. */

@@ -6,13 +6,13 @@ import { DropboxError, failedPrecondition, invalidArgument, notFound } from "../
 import type { Log } from "../core/log";
 import { signGrant } from "../core/grants";
 import { type NodeProofOperation, nodeProofProblem } from "../core/node-proof";
-import { GRANT_TTL_MS, LIST_PAGE_FILES, MAX_CHUNK_IDS_PER_REQUEST, MAX_CHUNK_SIZE_BYTES, MAX_FILE_CHUNKS, MIN_CHUNK_SIZE_BYTES } from "../core/limits";
+import { GRANT_TTL_MS, LIST_MANIFESTS_MAX_FILE_CHUNKS, LIST_PAGE_FILES, MAX_CHUNK_IDS_PER_REQUEST, MAX_CHUNK_SIZE_BYTES, MAX_FILE_CHUNKS, MIN_CHUNK_SIZE_BYTES } from "../core/limits";
 import { assertName, assertPrefix } from "../core/names";
 import { VERSION } from "../core/version";
 import type * as m from "../rpc/messages";
 import { batchHandler } from "../rpc/batch";
 import { unary } from "../rpc/server";
-import type { Metadata, RecordedChunk } from "./metadata";
+import type { Metadata, RecordedChunk, StoredManifest } from "./metadata";
 import { NodeRegistry, type NodeState } from "./node-registry";
 import { pickWeighted } from "./placement";
 import type { Repairer } from "./repair";
@@ -59,12 +59,32 @@ function orderReplicas(ctx: MasterContext, nodeIds: string[], nowMs: number): m.
   return scored.map((s) => NodeRegistry.address(s.n));
 }
 
+/** Where a listing page starts and how long it is, validated. */
+function listPage(r: m.ListFilesRequest): { prefix: string; startAfter: string; limit: number } {
+  const prefix = assertPrefix(r.prefix);
+  const startAfter = typeof r.startAfter === "string" ? r.startAfter : "";
+  const limit = r.limit && r.limit > 0 ? Math.min(r.limit, LIST_PAGE_FILES) : LIST_PAGE_FILES;
+  return { prefix, startAfter, limit };
+}
+
 /** Chunks per ListChunkReplicas page: each entry is a few hundred bytes, so a page stays far below the message limit. */
 const CHUNK_REPLICAS_PAGE = 5000;
 
 /** The MasterService implementation. */
 export function masterService(ctx: MasterContext): grpc.UntypedServiceImplementation {
   const { metadata, registry, repairer, log } = ctx;
+
+  /** A stored manifest as readers get it: each chunk's replicas as addresses, live ones first. */
+  const locate = (manifest: StoredManifest, nowMs: number): m.GetManifestResponse => {
+    // A chunk a file holds twice is ordered once.
+    const ordered = new Map<string, m.StorageNode[]>();
+    const chunks = manifest.chunks.map((c) => {
+      let replicas = ordered.get(c.chunkId);
+      if (!replicas) ordered.set(c.chunkId, (replicas = orderReplicas(ctx, c.nodeIds, nowMs)));
+      return { chunkId: c.chunkId, size: c.size, replicas };
+    });
+    return { file: manifest.file, chunks };
+  };
 
   /** With a node secret, only a node that proves it may register or report for a node id. */
   const checkNodeProof = (operation: NodeProofOperation, nodeId: string, address: string, proof: Uint8Array | undefined) => {
@@ -169,9 +189,7 @@ export function masterService(ctx: MasterContext): grpc.UntypedServiceImplementa
     }, log),
 
     ListFiles: unary<m.ListFilesRequest, m.ListFilesResponse>((r) => {
-      const prefix = assertPrefix(r.prefix);
-      const startAfter = typeof r.startAfter === "string" ? r.startAfter : "";
-      const limit = r.limit && r.limit > 0 ? Math.min(r.limit, LIST_PAGE_FILES) : LIST_PAGE_FILES;
+      const { prefix, startAfter, limit } = listPage(r);
       return metadata.listFiles(prefix, startAfter, limit);
     }, log),
 
@@ -179,17 +197,14 @@ export function masterService(ctx: MasterContext): grpc.UntypedServiceImplementa
       const name = assertName(r.filename);
       const manifest = metadata.manifest(name);
       if (!manifest) throw notFound(`no such file: ${name}`);
+      return locate(manifest, Date.now());
+    }, log),
+
+    ListManifests: unary<m.ListFilesRequest, m.ListManifestsResponse>((r) => {
+      const { prefix, startAfter, limit } = listPage(r);
+      const page = metadata.listManifests(prefix, startAfter, limit, LIST_MANIFESTS_MAX_FILE_CHUNKS);
       const now = Date.now();
-      const ordered = new Map<string, m.StorageNode[]>();
-      const chunks = manifest.chunks.map((c) => {
-        let replicas = ordered.get(c.chunkId);
-        if (!replicas) {
-          replicas = orderReplicas(ctx, manifest.replicas.get(c.chunkId) ?? [], now);
-          ordered.set(c.chunkId, replicas);
-        }
-        return { chunkId: c.chunkId, size: c.size, replicas };
-      });
-      return { file: manifest.file, chunks };
+      return { manifests: page.manifests.map((manifest) => locate(manifest, now)), truncated: page.truncated };
     }, log),
 
     RequestGetTargets: unary<m.GetTargetsRequest, m.GetTargetsResponse>((r) => {

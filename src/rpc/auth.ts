@@ -14,6 +14,7 @@ const READ_ONLY_METHODS = new Set([
   "/dropbox.MasterService/ListFiles",
   "/dropbox.MasterService/GetManifest",
   "/dropbox.MasterService/GetManifests",
+  "/dropbox.MasterService/ListManifests",
   "/dropbox.MasterService/RequestGetTargets",
   "/dropbox.MasterService/GetClusterStatus",
   "/dropbox.MasterService/ListChunkReplicas",

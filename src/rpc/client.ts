@@ -50,6 +50,7 @@ export class MasterApi {
   requestPutTargets = (r: m.PutTargetsRequest) => this.call<m.PutTargetsRequest, m.PutTargetsResponse>("RequestPutTargets", r);
   announceManifest = (r: m.ManifestRequest) => this.call<m.ManifestRequest, m.ManifestResponse>("AnnounceManifest", r);
   listFiles = (r: m.ListFilesRequest) => this.call<m.ListFilesRequest, m.ListFilesResponse>("ListFiles", r);
+  listManifests = (r: m.ListFilesRequest) => this.call<m.ListFilesRequest, m.ListManifestsResponse>("ListManifests", r);
   getManifest = (r: m.GetManifestRequest) => this.call<m.GetManifestRequest, m.GetManifestResponse>("GetManifest", r);
   announceManifests = (r: m.AnnounceManifestsRequest) => this.call<m.AnnounceManifestsRequest, m.AnnounceManifestsResponse>("AnnounceManifests", r);
   getManifests = (r: m.GetManifestsRequest) => this.call<m.GetManifestsRequest, m.GetManifestsResponse>("GetManifests", r);

@@ -106,6 +106,10 @@ export interface GetManifestResponse {
   file: FileInfo | null;
   chunks: ChunkLocation[];
 }
+export interface ListManifestsResponse {
+  manifests: GetManifestResponse[];
+  truncated: boolean;
+}
 export interface GetTargetsRequest {
   chunkIds: string[];
 }
