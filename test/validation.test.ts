@@ -6,7 +6,7 @@ import { join, relative } from "node:path";
 import { chunkIdOf, contentHashOf } from "../src/core/chunk-id";
 import { MasterApi, StorageApi } from "../src/rpc/client";
 import { StorageServiceClient } from "../src/rpc/proto";
-import { type TestCluster, withCluster, kindOf } from "./harness";
+import { type TestCluster, holdsGoodCopy, withCluster, kindOf } from "./harness";
 
 /** Every file under the cluster's data dirs (tmp and quarantine included), for before/after comparison. */
 async function allFiles(cluster: TestCluster): Promise<string[]> {
@@ -43,6 +43,40 @@ describe("storage node input validation", () => {
         expect(await allFiles(cluster)).toEqual(before);
         // A good chunk is still accepted afterwards.
         expect(await kindOf(node.putChunk({ chunkId: chunkIdOf(data), data }, 5000))).toBe("OK");
+      } finally {
+        node.close();
+      }
+    });
+  });
+
+  test("a chain refuses bytes that do not match their id at every node, whether the next node is up or down", async () => {
+    await withCluster({ nodes: 2, replication: 2 }, async (cluster) => {
+      const [first, second] = cluster.nodes as [TestCluster["nodes"][number], TestCluster["nodes"][number]];
+      const [host, port] = [second.address.split(":")[0]!, Number(second.address.split(":")[1])];
+      const forwardTo = [{ host, port, nodeId: "node2" }];
+      const node = new StorageApi(first.address);
+      try {
+        // Large enough to be a chunk file, where the first node takes the next one's word for the bytes.
+        const data = Buffer.alloc(300 * 1024, 7);
+        const wrongId = chunkIdOf(Buffer.from("other bytes"));
+        const before = await allFiles(cluster);
+        const up = await node.putChunk({ chunkId: wrongId, data, forwardTo }, 5000).catch((e) => e);
+        expect(up.kind).toBe("INVALID_ARGUMENT");
+        expect(up.message).toContain("do not match");
+        expect(await allFiles(cluster)).toEqual(before);
+
+        // The next node is gone: the first one checks the bytes itself.
+        await second.kill("SIGKILL");
+        const down = await node.putChunk({ chunkId: wrongId, data, forwardTo }, 5000).catch((e) => e);
+        expect(down.kind).toBe("INVALID_ARGUMENT");
+        expect(down.message).toContain("do not match");
+        expect(await allFiles(cluster)).toEqual(before);
+
+        // Good bytes are stored by the first node alone, and the failure of the second reported.
+        const stored = await node.putChunk({ chunkId: chunkIdOf(data), data, forwardTo }, 5000);
+        expect(stored.storedNodeIds).toEqual([]);
+        expect(stored.chainFailures.map((f) => f.nodeId)).toEqual(["node2"]);
+        expect(await holdsGoodCopy(first, chunkIdOf(data))).toBe(true);
       } finally {
         node.close();
       }

@@ -126,14 +126,35 @@ export class ChunkStore {
     return join(this.chunksDir, id.slice(0, 2), id);
   }
 
-  /** Stores `data` under `id` after checking that the id is the bytes' SHA-256. Returns true when a verified copy was already there. */
-  async put(id: string, data: Uint8Array): Promise<boolean> {
+  /**
+   * Stores `data` under `id` once the id is known to be the bytes' SHA-256. Returns true when
+   * a verified copy was already there.
+   *
+   * `vouched` resolves true when the next node of a chain stored these very bytes: it accepts
+   * only bytes whose hash is the id (or that its own next node vouched for), so hashing them
+   * here too would only repeat its work (HDFS verifies at the pipeline's end for the same
+   * reason). Large chunks are then written while the chain works and committed on its word;
+   * without it (the next node failed, or there is none) they are hashed here. Nothing is
+   * acknowledged before one of the two.
+   */
+  async put(id: string, data: Uint8Array, vouched?: Promise<boolean>): Promise<boolean> {
     assertChunkId(id);
     if (data.byteLength === 0) throw invalidArgument("chunk is empty");
-    const actual = await chunkIdOfAsync(data);
-    if (actual !== id) throw invalidArgument(`chunk bytes do not match id ${id} (their SHA-256 is ${actual}); nothing stored`);
+    const checkOwn = async () => {
+      const actual = await chunkIdOfAsync(data);
+      if (actual !== id) throw invalidArgument(`chunk bytes do not match id ${id} (their SHA-256 is ${actual}); nothing stored`);
+    };
+    // Small chunks hash in microseconds on this thread: not worth waiting on the chain for.
+    let verified: Promise<void>;
+    if (vouched && data.byteLength >= PACKED_CHUNK_BELOW_BYTES) {
+      verified = vouched.then((ok) => (ok ? undefined : checkOwn()));
+      verified.catch(() => {}); // awaited by the put below; do not report it unhandled meanwhile
+    } else {
+      await checkOwn();
+      verified = Promise.resolve();
+    }
     const previous = this.putsInProgress.get(id) ?? Promise.resolve(false);
-    const next = previous.catch(() => false).then(() => this.putVerified(id, data));
+    const next = previous.catch(() => false).then(() => this.putVerified(id, data, verified));
     this.putsInProgress.set(id, next);
     next.finally(() => {
       if (this.putsInProgress.get(id) === next) this.putsInProgress.delete(id);
@@ -141,9 +162,11 @@ export class ChunkStore {
     return next;
   }
 
-  private async putVerified(id: string, data: Uint8Array): Promise<boolean> {
+  /** Stores a chunk whose bytes are `verified` (or will be: the commit waits for it). */
+  private async putVerified(id: string, data: Uint8Array, verified: Promise<void>): Promise<boolean> {
     const existingSize = await this.verify(id).catch(() => null);
     if (existingSize !== null) {
+      await verified;
       // Re-sent: mark it fresh so a garbage collection racing with this upload keeps it.
       if (this.packs.lookup(id)) this.packs.touch(id);
       else await utimes(this.pathOf(id), new Date(), new Date()).catch(() => {});
@@ -158,7 +181,7 @@ export class ChunkStore {
     }
     this.reservedBytes += reservation;
     try {
-      const replaced = packed ? await this.putPacked(id, data) : await this.putFile(id, data);
+      const replaced = packed ? await this.putPacked(id, data, verified) : await this.putFile(id, data, verified);
       if (replaced === null) this.chunkCount++;
       this.usedBytes += data.byteLength - (replaced ?? 0);
       return false;
@@ -171,18 +194,25 @@ export class ChunkStore {
   }
 
   /** Appends a small chunk to the current pack; returns the size of a copy it replaced. */
-  private async putPacked(id: string, data: Uint8Array): Promise<number | null> {
+  private async putPacked(id: string, data: Uint8Array, verified: Promise<void>): Promise<number | null> {
+    await verified;
     const replaced = this.packs.lookup(id)?.size ?? null;
     await this.packs.put(id, data);
     return replaced;
   }
 
-  /** Writes a chunk file: temp file, fsync, rename, fsync the directory; returns the size of a file it replaced. */
-  private async putFile(id: string, data: Uint8Array): Promise<number | null> {
+  /**
+   * Writes a chunk file: temp file, fsync, rename once `verified`, fsync the directory; returns
+   * the size of a file it replaced.
+   */
+  private async putFile(id: string, data: Uint8Array, verified: Promise<void>): Promise<number | null> {
     const finalPath = this.pathOf(id);
     const tmpPath = join(this.tmpDir, `${id}.${process.pid}.${++this.tmpSequence}`);
     try {
-      await writeDurably(tmpPath, data);
+      // Both settle before anything is cleaned up: a failed check must not race the write.
+      const [written, checked] = await Promise.allSettled([writeDurably(tmpPath, data), verified]);
+      if (written.status === "rejected") throw written.reason;
+      if (checked.status === "rejected") throw checked.reason;
       const replaced = await stat(finalPath).then((s) => s.size, () => null);
       await rename(tmpPath, finalPath);
       await syncDirectory(join(this.chunksDir, id.slice(0, 2)));

@@ -53,7 +53,10 @@ export function storageService(store: ChunkStore, pool: StoragePool, log: Log, i
       checkGrant("put", id, request.grant);
       // Store here and pass the chunk on at the same time; the next node checks its grant and the bytes too.
       const received = forwardTo.length > 0 ? receivedPutChunk(id, data) : null;
-      const [alreadyPresent, chain] = await Promise.all([store.put(id, data), forwardChunk(pool, id, data, forwardTo, request.forwardGrants ?? [], received)]);
+      const forwarded = forwardChunk(pool, id, data, forwardTo, request.forwardGrants ?? [], received);
+      // The next node stored these very bytes only if they hash to the id: its word is the check here.
+      const vouched = forwardTo.length > 0 ? forwarded.then((c) => c.stored.length > 0) : undefined;
+      const [alreadyPresent, chain] = await Promise.all([store.put(id, data, vouched), forwarded]);
       if (forwardTo.length > 0) rpcCounters.bytesOut += data.byteLength;
       // On disk and passed on: the next chunk may land in this buffer. After a failed forward a
       // send of these bytes might still be queued, so the buffer is left to the collector.
