@@ -1,11 +1,15 @@
-/** The pure pieces: ids, names, sizes, addresses, placement and the semaphore. */
+/** The pure pieces: ids, names, sizes, addresses, placement, the semaphore, and the master's metadata on a temp file. */
 import { describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { parseHostPort } from "../src/core/address";
 import { assertChunkId, chunkIdOf, contentHashOf, isChunkId } from "../src/core/chunk-id";
 import { nameProblem } from "../src/core/names";
 import { Semaphore } from "../src/core/semaphore";
 import { formatBytes, parseSize } from "../src/core/size";
+import { Metadata } from "../src/master/metadata";
 import { pickWeighted } from "../src/master/placement";
 import { Coalescer } from "../src/rpc/batch";
 import { StoragePool } from "../src/rpc/client";
@@ -374,5 +378,46 @@ describe("receiving into reused buffers", () => {
     const [next] = decoder.write(framed(Buffer.concat([item(7), item(7)])));
     expect(next!.buffer).not.toBe(batch!.buffer);
     expect(chunkB.every((b) => b === 2)).toBe(true); // ...and the second file's is intact
+  });
+});
+
+describe("master metadata", () => {
+  test("a ListManifests page: chunks in order with their holders, big files without chunks, paged by name", () => {
+    const dir = mkdtempSync(join(tmpdir(), "dropbox-meta-"));
+    const metadata = new Metadata(join(dir, "master.sqlite"));
+    try {
+      const id = (s: string) => chunkIdOf(Buffer.from(s));
+      const [a, b, c] = [id("a"), id("b"), id("c")];
+      const commit = (name: string, chunks: string[], stored: [string, string[]][]) => {
+        const result = metadata.commit({ name, size: chunks.length * 10, chunkSize: 10, contentHash: contentHashOf(chunks), chunks: chunks.map((chunkId) => ({ chunkId, size: 10 })), stored: new Map(stored) }, 1000);
+        expect(result.file?.name).toBe(name);
+      };
+      // Out of name order, a chunk held twice by one file, one held by two nodes.
+      commit("p/two", [b, a, b], [[a, ["n1", "n2"]], [b, ["n2"]]]);
+      commit("p/big", [a, b, c, a], [[c, ["n3"]]]);
+      commit("p/one", [c], []);
+      commit("q/other", [a], []);
+
+      const page = metadata.listManifests("p/", "", 10, 3);
+      expect(page.truncated).toBe(false);
+      expect(page.manifests.map((m) => m.file.name)).toEqual(["p/big", "p/one", "p/two"]);
+      expect(page.manifests.map((m) => m.file.chunkCount)).toEqual([4, 1, 3]);
+      // p/big has 4 chunks, more than 3 per file: listed without them.
+      expect(page.manifests[0]!.chunks).toEqual([]);
+      expect(page.manifests[1]!.chunks).toEqual([{ chunkId: c, size: 10, nodeIds: ["n3"] }]);
+      const two = page.manifests[2]!.chunks.map((ch) => [ch.chunkId, [...ch.nodeIds].sort()]);
+      expect(two).toEqual([[b, ["n2"]], [a, ["n1", "n2"]], [b, ["n2"]]]);
+      // The same manifest as a file's own.
+      expect(metadata.manifest("p/two")!.chunks.map((ch) => ch.chunkId)).toEqual([b, a, b]);
+
+      const first = metadata.listManifests("p/", "", 2, 4);
+      expect([first.truncated, first.manifests.map((m) => [m.file.name, m.chunks.length])]).toEqual([true, [["p/big", 4], ["p/one", 1]]]);
+      const rest = metadata.listManifests("p/", "p/one", 2, 4);
+      expect([rest.truncated, rest.manifests.map((m) => [m.file.name, m.chunks.length])]).toEqual([false, [["p/two", 3]]]);
+      expect(metadata.listManifests("none/", "", 10, 3)).toEqual({ manifests: [], truncated: false });
+    } finally {
+      metadata.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
