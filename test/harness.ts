@@ -60,13 +60,13 @@ export class ServerProcess {
     private readonly env: Record<string, string> = {},
   ) {}
 
-  /** Starts the process (on its previous port when restarting) and waits until it reports its port. */
-  async start(): Promise<void> {
+  /** Starts the process (on its previous port when restarting), with `extraArgs` this time, and waits until it reports its port. */
+  async start(extraArgs: string[] = []): Promise<void> {
     const before = (await stat(this.logPath).catch(() => null))?.size ?? 0;
     // The child writes straight into its log (append mode keeps earlier runs for the dump).
     const fd = openSync(this.logPath, "a");
     try {
-      this.proc = Bun.spawn([BIN, ...this.argsFor(this.port)], { stdout: fd, stderr: fd, stdin: "ignore", env: { ...process.env, ...this.env } });
+      this.proc = Bun.spawn([BIN, ...this.argsFor(this.port), ...extraArgs], { stdout: fd, stderr: fd, stdin: "ignore", env: { ...process.env, ...this.env } });
     } finally {
       closeSync(fd);
     }

@@ -80,7 +80,8 @@ describe("self-healing", () => {
   });
 
   test("a chunk file flipped on disk: the scrubber quarantines it and the replica is restored", async () => {
-    await withCluster({ nodes: 3, replication: 2, masterArgs: FAST_MASTER, nodeArgs: [...FAST_NODE, "--scrub-rate", "64"] }, async (cluster) => {
+    // Passes back to back: the flip lands after the first one.
+    await withCluster({ nodes: 3, replication: 2, masterArgs: FAST_MASTER, nodeArgs: [...FAST_NODE, "--scrub-rate", "64", "--scrub-interval", "0"] }, async (cluster) => {
       await withTempDir(async (dir) => {
         await writeFile(join(dir, "f.bin"), randomBytes(4 * MiB));
         expect((await cluster.run(["upload", join(dir, "f.bin"), "--chunk-size", "1MiB"])).exitCode).toBe(0);
@@ -103,6 +104,40 @@ describe("self-healing", () => {
             expect(new Bun.CryptoHasher("sha256").update(data).digest("hex")).toBe(chunkId);
           }
         }
+      });
+    });
+  });
+
+  test("a restarted node resumes its scrub pass where it stood, and finishes it once, not again at once", async () => {
+    // Default scrubbing: the first pass, over the empty store at start-up, ends at once; the next is a week away.
+    await withCluster({ nodes: 1, replication: 1, nodeArgs: FAST_NODE }, async (cluster) => {
+      await withTempDir(async (dir) => {
+        await writeFile(join(dir, "f.bin"), randomBytes(6 * 256 * 1024));
+        expect((await cluster.run(["upload", join(dir, "f.bin"), "--chunk-size", "256KiB"])).exitCode).toBe(0);
+        const node = cluster.nodes[0]!;
+        const ids = [...(await cluster.chunkFiles(node)).keys()].sort();
+        expect(ids).toHaveLength(6);
+        await node.kill("SIGTERM");
+        // Stopped mid-pass, having verified up to ids[2]: rot one chunk behind that point and one ahead.
+        const statePath = join(node.dataDir, "scrub.json");
+        const startedAtMs = Date.now() - 60_000;
+        await writeFile(statePath, JSON.stringify({ passStartedAtMs: startedAtMs, inPass: true, after: ids[2], lastPassEndedAtMs: null }));
+        await rotChunk(node, ids[1]!);
+        await rotChunk(node, ids[4]!);
+        await node.start(["--scrub-rate", "1000", "--scrub-interval", "3600000"]);
+
+        const state = () => readFile(statePath, "utf8").then((t) => JSON.parse(t), () => null);
+        await waitFor("the resumed pass to end", async () => (await state())?.inPass === false, 20_000, 50);
+        const ended = await state();
+        // The same pass, finished: the next one is an hour after it started, not now.
+        expect(ended.passStartedAtMs).toBe(startedAtMs);
+        expect(ended.lastPassEndedAtMs).toBeGreaterThanOrEqual(startedAtMs);
+        const quarantined = await readdir(join(node.dataDir, "quarantine"));
+        expect(quarantined.some((f) => f.startsWith(ids[4]!))).toBe(true);
+        // Behind where the pass stood: not looked at again in this pass.
+        expect(quarantined.some((f) => f.startsWith(ids[1]!))).toBe(false);
+        expect(await holdsGoodCopy(node, ids[1]!)).toBe(false);
+        expect((await cluster.chunkFiles(node)).has(ids[1]!)).toBe(true);
       });
     });
   });

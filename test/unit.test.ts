@@ -1,7 +1,7 @@
 /** The pure pieces: ids, names, sizes, addresses, placement, the semaphore, and the master's metadata on a temp file. */
 import { describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseHostPort } from "../src/core/address";
@@ -11,6 +11,7 @@ import { Semaphore } from "../src/core/semaphore";
 import { formatBytes, parseSize } from "../src/core/size";
 import { Metadata } from "../src/master/metadata";
 import { pickWeighted } from "../src/master/placement";
+import { loadScrubState, msUntilNextPass } from "../src/node/scrubber";
 import { Coalescer } from "../src/rpc/batch";
 import { StoragePool } from "../src/rpc/client";
 import { unavailableCause } from "../src/rpc/status";
@@ -417,6 +418,36 @@ describe("master metadata", () => {
       expect(metadata.listManifests("none/", "", 10, 3)).toEqual({ manifests: [], truncated: false });
     } finally {
       metadata.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("scrub schedule", () => {
+  const HOUR = 3_600_000;
+  test("a pass starts at once when none ran or one is under way, else an interval after the last one started", () => {
+    const fresh = { passStartedAtMs: null, inPass: false, after: "", lastPassEndedAtMs: null };
+    expect(msUntilNextPass(fresh, HOUR, 10 * HOUR)).toBe(0);
+    expect(msUntilNextPass({ ...fresh, passStartedAtMs: 9 * HOUR, inPass: true }, HOUR, 9.5 * HOUR)).toBe(0);
+    const done = { passStartedAtMs: 9 * HOUR, inPass: false, after: "", lastPassEndedAtMs: 9.2 * HOUR };
+    expect(msUntilNextPass(done, HOUR, 9.5 * HOUR)).toBe(0.5 * HOUR);
+    expect(msUntilNextPass(done, HOUR, 11 * HOUR)).toBe(0);
+    expect(msUntilNextPass(done, 0, 9.5 * HOUR)).toBe(0);
+  });
+  test("a state file that cannot be trusted reads as no state; a bad cursor as the start", () => {
+    const dir = mkdtempSync(join(tmpdir(), "dropbox-scrub-"));
+    try {
+      const path = join(dir, "scrub.json");
+      const fresh = { passStartedAtMs: null, inPass: false, after: "", lastPassEndedAtMs: null };
+      expect(loadScrubState(path)).toEqual(fresh);
+      writeFileSync(path, "{not json");
+      expect(loadScrubState(path)).toEqual(fresh);
+      writeFileSync(path, JSON.stringify({ passStartedAtMs: 5, inPass: true, after: "../../etc", lastPassEndedAtMs: -1 }));
+      expect(loadScrubState(path)).toEqual({ passStartedAtMs: 5, inPass: true, after: "", lastPassEndedAtMs: null });
+      const id = chunkIdOf(Buffer.from("x"));
+      writeFileSync(path, JSON.stringify({ passStartedAtMs: 5, inPass: true, after: id, lastPassEndedAtMs: 4 }));
+      expect(loadScrubState(path)).toEqual({ passStartedAtMs: 5, inPass: true, after: id, lastPassEndedAtMs: 4 });
+    } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -55,6 +55,7 @@ function buildCli(argv: string[], setResult: (p: Promise<number>) => void) {
     .option("--id <name>", "node id (default: kept in the data dir, generated at first start)")
     .option("--heartbeat-interval <ms>", "how often to report to the master (default: 1000)")
     .option("--scrub-rate <MiBps>", "MiB/s at which stored chunks are re-verified in the background, 0 to disable (default: 8)")
+    .option("--scrub-interval <ms>", "a full pass over the stored chunks starts at most this often, 0 for back to back (default: 604800000, a week)")
     .option("--capacity <size>", "most bytes this node stores, e.g. 100GiB (default: the whole disk)")
     .option("--verify-reads", "re-hash every chunk before serving it; readers verify what they get in any case (default: off)")
     .option("--tls-cert <pem>", "serve over TLS with this certificate")

@@ -70,6 +70,11 @@ export const DEFAULT_REPLICATION = 2;
 export const MAX_CHUNK_IDS_PER_REQUEST = 10_000;
 /** Default scrub rate per node: a full pass over 1 TB every ~36 hours without hurting clients. */
 export const DEFAULT_SCRUB_RATE_MIB_PER_S = 8;
+/**
+ * Default time between the starts of two scrub passes: Ceph deep-scrubs weekly, HDFS scans
+ * every three weeks. Readers verify what they read in between; this finds rot in cold data.
+ */
+export const DEFAULT_SCRUB_INTERVAL_MS = 7 * 24 * 60 * 60 * 1000;
 /** Default wait before unreferenced chunks are deleted: long enough for any upload to commit what it placed. */
 export const DEFAULT_GC_GRACE_MS = 10 * 60_000;
 /** How often the master looks for chunks to repair, trim or collect. */

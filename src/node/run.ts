@@ -32,6 +32,8 @@ export interface NodeOptions {
   heartbeatIntervalMs: number;
   /** MiB/s to re-verify stored chunks at; 0 disables scrubbing. */
   scrubRateMiBps: number;
+  /** A full scrub pass starts at most this often; 0 runs them back to back. */
+  scrubIntervalMs: number;
   /** Bytes this node may hold (0: the whole disk). */
   capacityBytes: number;
   /** Re-hash every chunk before serving it (readers hash what they receive in any case). */
@@ -108,7 +110,8 @@ async function startNode(options: NodeOptions, lock: DirLock): Promise<RunningNo
     options.tls,
   );
   if (!auth && !isLoopback(options.host)) log(`warning: listening on ${options.host} without a token: anyone who can reach this port can read and write chunks; set --token-file or $DROPBOX_TOKEN`);
-  const stopScrubber = options.scrubRateMiBps > 0 ? startScrubber(store, options.scrubRateMiBps, log) : () => {};
+  const stopScrubber =
+    options.scrubRateMiBps > 0 ? startScrubber(store, { rateMiBps: options.scrubRateMiBps, intervalMs: options.scrubIntervalMs, statePath: join(dataDir, "scrub.json") }, log) : () => {};
 
   const wildcard = options.host === "0.0.0.0" || options.host === "::";
   const advertised = options.advertise ? parseHostPort(options.advertise, "--advertise") : { host: wildcard ? hostname() : options.host, port: server.port };
