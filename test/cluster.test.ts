@@ -363,6 +363,30 @@ describe("dropbox cluster", () => {
     });
   });
 
+  test("node flags given to up reach every node, and a node restarted by name keeps them", async () => {
+    const s = await scene(2);
+    await withLogs(s, async () => {
+      expectUp(await s.up(["--capacity", "64MiB", "--scrub-rate", "0", "--scrub-interval", "0", "--verify-reads"]));
+      const cmdline = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+      const expectFlags = async () => {
+        for (const child of (await s.status()).children.filter((c) => c.name.startsWith("node"))) {
+          const args = cmdline(child.pid);
+          expect(args.slice(args.indexOf("--capacity"), args.indexOf("--capacity") + 2)).toEqual(["--capacity", String(64 * 1024 * 1024)]);
+          expect(args.slice(args.indexOf("--scrub-rate"), args.indexOf("--scrub-rate") + 2)).toEqual(["--scrub-rate", "0"]);
+          expect(args).toContain("--verify-reads");
+        }
+      };
+      await expectFlags();
+      // The master hears the capacity from each node.
+      await waitFor("both nodes to report 64 MiB", async () => {
+        const doc = JSON.parse((await s.cli(["status", "--json"])).stdout) as { nodes: { capacityBytes: number }[] };
+        return doc.nodes.length === 2 && doc.nodes.every((n) => n.capacityBytes === 64 * 1024 * 1024);
+      });
+      expect((await s.cli(["cluster", "restart", "node2"])).exitCode).toBe(0);
+      await expectFlags();
+    });
+  });
+
   test("bad input gets one clear line, exit 2, and starts nothing", async () => {
     const s = await scene();
     const port = ["--base-port", String(s.basePort)];
@@ -373,6 +397,9 @@ describe("dropbox cluster", () => {
       { args: ["cluster", "up", "--data-dir", "/dev/null/data", ...port], says: "not writable" },
       { args: ["cluster", "down", "--nodes", "3"], says: "--nodes" },
       { args: ["cluster", "sideways"], says: "sideways" },
+      { args: ["cluster", "up", "--capacity", "lots", ...port], says: "--capacity" },
+      { args: ["cluster", "up", "--scrub-rate", "fast", ...port], says: "scrub-rate" },
+      { args: ["cluster", "down", "--verify-reads"], says: "--verify-reads" },
     ];
     for (const c of cases) {
       const result = await s.cli(c.args);

@@ -7,11 +7,13 @@ import type { CAC } from "cac";
 import { invalidArgument } from "../core/errors";
 import type { ClusterFlags } from "../cluster/options";
 
-const UP_FLAGS = ["nodes", "replication", "base-port", "data-dir", "timeout", "foreground", "quiet"];
+/** Flags `up` passes on to every storage node. */
+const NODE_FLAGS = ["scrub-rate", "scrub-interval", "capacity", "verify-reads"];
+const UP_FLAGS = ["nodes", "replication", "base-port", "data-dir", "timeout", "foreground", "quiet", ...NODE_FLAGS];
 /** The flags each action takes; `_supervise` is the detached supervisor that `up` starts, not for people. */
 const FLAGS_BY_ACTION: Record<string, string[]> = {
   up: UP_FLAGS,
-  _supervise: ["nodes", "replication", "base-port", "data-dir", "timeout"],
+  _supervise: ["nodes", "replication", "base-port", "data-dir", "timeout", ...NODE_FLAGS],
   down: ["data-dir", "quiet"],
   status: ["data-dir", "json", "quiet"],
   logs: ["data-dir", "follow", "f", "lines", "n"],
@@ -57,6 +59,10 @@ function upOptions(command: ReturnType<CAC["command"]>) {
     .option("--data-dir <dir>", "state, logs and data (default: ./.dropbox)")
     .option("--timeout <ms>", "how long to wait for the cluster to be ready (default: 15000)")
     .option("--foreground", "stay attached; Ctrl+C stops the cluster")
+    .option("--scrub-rate <MiBps>", "every node: background re-verification rate, 0 to disable (default: 8)")
+    .option("--scrub-interval <ms>", "every node: a full scrub pass starts at most this often (default: a week)")
+    .option("--capacity <size>", "every node: most bytes its chunks may take, e.g. 10GiB (default: the whole disk)")
+    .option("--verify-reads", "every node: re-hash chunks before serving them (default: off)")
     .option("--quiet", "print nothing but errors");
 }
 

@@ -2,7 +2,7 @@
 import { intFlag, masterAddress, stringFlag, NODE_SECRET_ENV, TOKEN_ENV, tokenFrom } from "./args";
 import { parsePort } from "../core/address";
 import { invalidArgument } from "../core/errors";
-import { DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_SCRUB_INTERVAL_MS, DEFAULT_SCRUB_RATE_MIB_PER_S } from "../core/limits";
+import { DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_SCRUB_INTERVAL_MS, DEFAULT_SCRUB_RATE_MIB_PER_S, MAX_SCRUB_INTERVAL_MS, MAX_SCRUB_RATE_MIB_PER_S } from "../core/limits";
 import { parseSize } from "../core/size";
 import { runNode } from "../node/run";
 import { untilStopped } from "./signals";
@@ -45,8 +45,8 @@ export async function nodeCommand(flags: NodeFlags, argv: string[]): Promise<num
     advertise: stringFlag(argv, "advertise", flags.advertise),
     id: stringFlag(argv, "id", flags.id),
     heartbeatIntervalMs: intFlag(flags.heartbeatInterval ?? DEFAULT_HEARTBEAT_INTERVAL_MS, "heartbeat-interval", 10, 60_000),
-    scrubRateMiBps: intFlag(flags.scrubRate ?? DEFAULT_SCRUB_RATE_MIB_PER_S, "scrub-rate", 0, 100_000),
-    scrubIntervalMs: intFlag(flags.scrubInterval ?? DEFAULT_SCRUB_INTERVAL_MS, "scrub-interval", 0, 366 * 24 * 60 * 60 * 1000),
+    scrubRateMiBps: intFlag(flags.scrubRate ?? DEFAULT_SCRUB_RATE_MIB_PER_S, "scrub-rate", 0, MAX_SCRUB_RATE_MIB_PER_S),
+    scrubIntervalMs: intFlag(flags.scrubInterval ?? DEFAULT_SCRUB_INTERVAL_MS, "scrub-interval", 0, MAX_SCRUB_INTERVAL_MS),
     capacityBytes: flags.capacity === undefined ? 0 : parseSize(stringFlag(argv, "capacity", flags.capacity), "--capacity"),
     verifyReads: flags.verifyReads === true,
   });

@@ -3,7 +3,8 @@ import { accessSync, constants, mkdirSync } from "node:fs";
 import { resolve } from "node:path";
 import { intFlag, stringFlag } from "../cli/args";
 import { invalidArgument } from "../core/errors";
-import { MAX_REPLICATION, MIN_REPLICATION } from "../core/limits";
+import { MAX_REPLICATION, MAX_SCRUB_INTERVAL_MS, MAX_SCRUB_RATE_MIB_PER_S, MIN_REPLICATION } from "../core/limits";
+import { parseSize } from "../core/size";
 import { DEFAULT_BASE_PORT, DEFAULT_DATA_DIR, DEFAULT_NODE_COUNT, DEFAULT_READY_TIMEOUT_MS, MAX_NODE_COUNT } from "./limits";
 import type { ClusterConfig } from "./plan";
 
@@ -19,6 +20,10 @@ export interface ClusterFlags {
   json?: boolean;
   follow?: boolean;
   lines?: unknown;
+  scrubRate?: unknown;
+  scrubInterval?: unknown;
+  capacity?: unknown;
+  verifyReads?: unknown;
 }
 
 /** The absolute data dir: --data-dir, else ./.dropbox. */
@@ -35,7 +40,20 @@ export function clusterConfigFrom(flags: ClusterFlags, argv: string[]): ClusterC
   const readyTimeoutMs = intFlag(flags.timeout ?? DEFAULT_READY_TIMEOUT_MS, "timeout", 100, 600_000);
   const dataDir = dataDirFrom(flags, argv);
   ensureWritableDir(dataDir);
-  return { nodeCount, replication, basePort, dataDir, readyTimeoutMs };
+  return { nodeCount, replication, basePort, dataDir, readyTimeoutMs, nodeFlags: nodeFlagsFrom(flags, argv) };
+}
+
+/**
+ * The storage-node flags `up` passes to every node, checked here with the node's own rules
+ * so that a bad value fails `up` in one line rather than every node in its log.
+ */
+function nodeFlagsFrom(flags: ClusterFlags, argv: string[]): string[] {
+  const out: string[] = [];
+  if (flags.scrubRate !== undefined) out.push("--scrub-rate", String(intFlag(flags.scrubRate, "scrub-rate", 0, MAX_SCRUB_RATE_MIB_PER_S)));
+  if (flags.scrubInterval !== undefined) out.push("--scrub-interval", String(intFlag(flags.scrubInterval, "scrub-interval", 0, MAX_SCRUB_INTERVAL_MS)));
+  if (flags.capacity !== undefined) out.push("--capacity", String(parseSize(stringFlag(argv, "capacity", flags.capacity), "--capacity")));
+  if (flags.verifyReads === true) out.push("--verify-reads");
+  return out;
 }
 
 /** Creates the data dir and checks that it can be written, so a bad path fails before anything starts. */

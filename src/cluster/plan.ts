@@ -11,6 +11,8 @@ export interface ClusterConfig {
   /** Absolute: state, logs and every child's data live under it. */
   dataDir: string;
   readyTimeoutMs: number;
+  /** Flags every node gets (scrubbing, capacity, read verification), validated. */
+  nodeFlags: string[];
 }
 
 /** The role subcommand a child runs. */
@@ -65,7 +67,7 @@ export function planChildren(config: ClusterConfig): ChildSpec[] {
       port,
       dataDir,
       logPath: logPathFor(config.dataDir, name),
-      args: ["node", "--host", CLUSTER_HOST, "--port", String(port), "--master", masterAddressOf(config), "--data-dir", dataDir, "--id", name],
+      args: ["node", "--host", CLUSTER_HOST, "--port", String(port), "--master", masterAddressOf(config), "--data-dir", dataDir, "--id", name, ...config.nodeFlags],
     });
   }
   return [master, ...nodes];

@@ -19,7 +19,12 @@ import { writeOut, writeErr } from "../core/stdio";
 
 /** The arguments that make a detached supervisor run exactly this configuration. */
 export function superviseArgs(config: ClusterConfig): string[] {
-  return ["cluster", "_supervise", "--nodes", String(config.nodeCount), "--replication", String(config.replication), "--base-port", String(config.basePort), "--data-dir", config.dataDir, "--timeout", String(config.readyTimeoutMs)];
+  return [
+    "cluster", "_supervise",
+    "--nodes", String(config.nodeCount), "--replication", String(config.replication), "--base-port", String(config.basePort),
+    "--data-dir", config.dataDir, "--timeout", String(config.readyTimeoutMs),
+    ...config.nodeFlags,
+  ];
 }
 
 /** Runs `cluster up`; exit 0 also when a cluster already runs there (it says so and starts nothing). */

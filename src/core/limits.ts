@@ -75,6 +75,9 @@ export const DEFAULT_SCRUB_RATE_MIB_PER_S = 8;
  * every three weeks. Readers verify what they read in between; this finds rot in cold data.
  */
 export const DEFAULT_SCRUB_INTERVAL_MS = 7 * 24 * 60 * 60 * 1000;
+/** Bounds of the scrub flags: a year between passes, and far past any disk's speed. */
+export const MAX_SCRUB_INTERVAL_MS = 366 * 24 * 60 * 60 * 1000;
+export const MAX_SCRUB_RATE_MIB_PER_S = 100_000;
 /** Default wait before unreferenced chunks are deleted: long enough for any upload to commit what it placed. */
 export const DEFAULT_GC_GRACE_MS = 10 * 60_000;
 /** How often the master looks for chunks to repair, trim or collect. */
