@@ -1,11 +1,12 @@
 /** The pure pieces: ids, names, sizes, addresses, placement, the semaphore, and the master's metadata on a temp file. */
 import { describe, expect, test } from "bun:test";
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseHostPort } from "../src/core/address";
-import { assertChunkId, chunkIdOf, contentHashOf, isChunkId } from "../src/core/chunk-id";
+import { assertChunkId, chunkIdOf, chunkIdOfAsync, contentHashOf, isChunkId } from "../src/core/chunk-id";
+import { allocShared, sha256WorkerStats } from "../src/core/sha256-worker";
 import { nameProblem } from "../src/core/names";
 import { Semaphore } from "../src/core/semaphore";
 import { formatBytes, parseSize } from "../src/core/size";
@@ -15,6 +16,7 @@ import { loadScrubState, msUntilNextPass } from "../src/node/scrubber";
 import { Coalescer } from "../src/rpc/batch";
 import { StoragePool } from "../src/rpc/client";
 import { unavailableCause } from "../src/rpc/status";
+import { waitFor } from "./poll";
 
 describe("chunk ids", () => {
   test("are the SHA-256 of the bytes and nothing else", () => {
@@ -450,5 +452,31 @@ describe("scrub schedule", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("hashing large chunks off the main thread", () => {
+  test("chunks in shared memory are hashed in place on the worker, others here or by WebCrypto, all to the same ids", async () => {
+    const size = 512 * 1024;
+    const views = Array.from({ length: 12 }, (_, i) => {
+      const view = allocShared(size + 100).subarray(i, i + size); // odd offsets: read in place, not from 0
+      view.set(randomBytes(size));
+      return view;
+    });
+    const expected = views.map((v) => chunkIdOf(v));
+    // Until the worker is up the caller hashes; poll until the worker has taken some.
+    await waitFor("the hashing worker to be used", async () => {
+      const before = sha256WorkerStats.onWorker;
+      expect(await chunkIdOfAsync(views[0]!)).toBe(expected[0]!);
+      return sha256WorkerStats.onWorker > before;
+    });
+    const onWorker = sha256WorkerStats.onWorker;
+    // Many at once, each answered with its own digest.
+    expect(await Promise.all(views.map((v) => chunkIdOfAsync(v)))).toEqual(expected);
+    expect(sha256WorkerStats.onWorker).toBe(onWorker + views.length);
+    // Memory that is not shared: WebCrypto, same id.
+    const plain = Buffer.from(views[3]!);
+    expect(await chunkIdOfAsync(plain)).toBe(expected[3]!);
+    expect(sha256WorkerStats.onWorker).toBe(onWorker + views.length);
   });
 });

@@ -11,6 +11,7 @@ import { CHAIN_REPLICATION_MIN_CHUNK_BYTES, CHUNK_RPC_TIMEOUT_MS, CLIENT_INFLIGH
 import { assertName } from "../core/names";
 import { readFully } from "../core/positioned-io";
 import { Semaphore } from "../core/semaphore";
+import { allocShared } from "../core/sha256-worker";
 import { type EncodedPutChunk, layoutPutChunk, putChunkMessageCapacity, setPutChunkId, withRouting } from "../rpc/put-chunk-message";
 import type { ChunkPool, TransferMaster } from "../rpc/client";
 import type { ChunkRef, FileInfo, Grant, Placement, StorageNode } from "../rpc/messages";
@@ -221,7 +222,8 @@ export async function uploadFile(options: UploadOptions): Promise<UploadResult> 
       }
       const offset = index * chunkSize;
       // A file smaller than one chunk needs a buffer of its size, not the chunk size's.
-      const backing = freeBuffers.pop() ?? Buffer.allocUnsafe(putChunkMessageCapacity(Math.min(chunkSize, size)));
+      // Shared memory: a worker hashes the chunk where it lies (core/sha256-worker.ts).
+      const backing = freeBuffers.pop() ?? allocShared(putChunkMessageCapacity(Math.min(chunkSize, size)));
       const encoded = layoutPutChunk(backing, Math.min(chunkSize, size - offset));
       const data = await readInto(handle, encoded.data, offset, path);
       const id = await chunkIdOfAsync(data);

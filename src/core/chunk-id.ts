@@ -1,5 +1,6 @@
 /** Chunk ids: the lowercase hex SHA-256 of a chunk's bytes, and nothing else. */
 import { invalidArgument } from "./errors";
+import { sha256OfShared } from "./sha256-worker";
 
 const CHUNK_ID_PATTERN = /^[0-9a-f]{64}$/;
 
@@ -26,12 +27,15 @@ export function chunkIdOf(bytes: Uint8Array): string {
 const OFF_THREAD_HASH_MIN_BYTES = 256 * 1024;
 
 /**
- * The chunk id of `bytes`, hashed on the runtime's worker threads when they are large: the
- * caller's event loop keeps moving other chunks meanwhile, and two chunks hash on two cores.
- * (SHA-256 of a 4 MiB chunk is ~3 ms; a 1 GiB transfer hashes 256 of them on every end.)
+ * The chunk id of `bytes`, hashed on a worker thread when they are large: the caller's event
+ * loop keeps moving other chunks meanwhile. Bytes in shared memory (the buffers chunks are
+ * read and received into) are read there in place (sha256-worker.ts); others go to WebCrypto,
+ * which copies them. (SHA-256 of a 4 MiB chunk is ~2.5 ms; a 1 GiB transfer hashes 256 of
+ * them on every end.) The bytes must not change until the id is known.
  */
 export async function chunkIdOfAsync(bytes: Uint8Array): Promise<string> {
   if (bytes.byteLength < OFF_THREAD_HASH_MIN_BYTES) return chunkIdOf(bytes);
+  if (bytes.buffer instanceof SharedArrayBuffer) return sha256OfShared(bytes);
   return Buffer.from(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>)).toString("hex");
 }
 

@@ -26,6 +26,7 @@
  */
 import { StreamDecoder } from "@grpc/grpc-js/build/src/stream-decoder";
 import { DIRECT_IO_ALIGNMENT_BYTES, misalignment } from "../core/direct-io-alignment";
+import { allocShared } from "../core/sha256-worker";
 import { FRAME_HEADER_BYTES } from "./framing";
 import { readVarint } from "./varint";
 
@@ -55,7 +56,8 @@ function take(size: number, payload: number): Buffer {
   const list = free.get(capacity);
   let buffer = list?.pop();
   if (buffer) freeBytes -= capacity;
-  else buffer = Buffer.allocUnsafeSlow(capacity);
+  // Shared memory: a worker hashes the chunk where it lies (core/sha256-worker.ts).
+  else buffer = allocShared(capacity);
   const start = payload < 0 ? 0 : (DIRECT_IO_ALIGNMENT_BYTES - ((misalignment(buffer) + payload) % DIRECT_IO_ALIGNMENT_BYTES)) % DIRECT_IO_ALIGNMENT_BYTES;
   lent.set(buffer.buffer, { buffer, payloadAt: payload < 0 ? -1 : buffer.byteOffset + start + payload });
   return buffer.subarray(start, start + size);
