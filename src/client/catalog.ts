@@ -3,17 +3,25 @@ import { assertName, assertPrefix } from "../core/names";
 import type { MasterApi } from "../rpc/client";
 import type { FileInfo, GetManifestResponse } from "../rpc/messages";
 
+/** Every entry of a listing by name, page after page, until a page says it is the last. */
+async function everyPage<T>(page: (startAfter: string) => Promise<{ entries: T[]; truncated: boolean }>, nameOf: (entry: T) => string): Promise<T[]> {
+  const all: T[] = [];
+  let startAfter = "";
+  for (;;) {
+    const { entries, truncated } = await page(startAfter);
+    all.push(...entries);
+    if (!truncated || entries.length === 0) return all;
+    startAfter = nameOf(entries[entries.length - 1]!);
+  }
+}
+
 /** Every file under `prefix`, paging through the master's listing. */
 export async function listFiles(master: MasterApi, prefix = ""): Promise<FileInfo[]> {
   assertPrefix(prefix);
-  const files: FileInfo[] = [];
-  let startAfter = "";
-  for (;;) {
+  return everyPage(async (startAfter) => {
     const page = await master.listFiles({ prefix, startAfter });
-    files.push(...page.files);
-    if (!page.truncated || page.files.length === 0) return files;
-    startAfter = page.files[page.files.length - 1]!.name;
-  }
+    return { entries: page.files, truncated: page.truncated };
+  }, (file) => file.name);
 }
 
 /**
@@ -22,14 +30,10 @@ export async function listFiles(master: MasterApi, prefix = ""): Promise<FileInf
  */
 export async function listManifests(master: MasterApi, prefix = ""): Promise<GetManifestResponse[]> {
   assertPrefix(prefix);
-  const manifests: GetManifestResponse[] = [];
-  let startAfter = "";
-  for (;;) {
+  return everyPage(async (startAfter) => {
     const page = await master.listManifests({ prefix, startAfter });
-    manifests.push(...page.manifests);
-    if (!page.truncated || page.manifests.length === 0) return manifests;
-    startAfter = page.manifests[page.manifests.length - 1]!.file!.name;
-  }
+    return { entries: page.manifests, truncated: page.truncated };
+  }, (manifest) => manifest.file!.name);
 }
 
 /** True when a listed manifest carries all of its file's chunks. */
