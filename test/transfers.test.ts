@@ -2,7 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { mkdir, readdir, readFile, symlink, writeFile } from "node:fs/promises";
-import { ANSI, randomBytes, sha256File, waitFor, withCluster, withTempDir } from "./harness";
+import { ANSI, cliCommandLine, randomBytes, sha256File, waitFor, withCluster, withTempDir } from "./harness";
 import { chunkIdOf } from "../src/core/chunk-id";
 import { LIST_MANIFESTS_MAX_FILE_CHUNKS } from "../src/core/limits";
 import { StoragePool } from "../src/rpc/client";
@@ -141,6 +141,28 @@ describe("transfers", () => {
         }
         expect(await readFile(join(dir, "out", "small"))).toEqual(Buffer.from(newBytes));
         expect(await readFile(join(dir, "out", "big"))).toEqual(Buffer.from(bigBytes));
+      });
+    });
+  });
+
+  test("download -r of many files over the small-file line keeps few open: it runs under a 128-descriptor limit", async () => {
+    await withCluster({ nodes: 2, replication: 1 }, async (cluster) => {
+      await withTempDir(async (dir) => {
+        const src = join(dir, "mid");
+        await mkdir(src);
+        // 300 KiB each: opened when their download starts, unlike small files written at the end.
+        const files = Array.from({ length: 150 }, (_, i) => ({ name: `m${String(i).padStart(3, "0")}`, data: randomBytes(300 * KiB) }));
+        for (const f of files) await writeFile(join(src, f.name), f.data);
+        expect((await cluster.run(["upload", "-r", src, "--prefix", "mid", "--quiet"])).exitCode).toBe(0);
+        const out = join(dir, "out");
+        const proc = Bun.spawn(["sh", "-c", `ulimit -n 128 && exec ${cliCommandLine(["download", "-r", "mid", out, "--quiet"])}`], {
+          env: { ...process.env, DROPBOX_MASTER: cluster.master.address },
+          stdout: "pipe",
+          stderr: "pipe",
+        });
+        const [stderr, exitCode] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
+        expect({ exitCode, stderr }).toEqual({ exitCode: 0, stderr: "" });
+        for (const f of files) expect((await readFile(join(out, f.name))).equals(Buffer.from(f.data))).toBe(true);
       });
     });
   });

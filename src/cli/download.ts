@@ -6,7 +6,7 @@ import { invalidArgument } from "../core/errors";
 import { assertName } from "../core/names";
 import { MasterApi, StoragePool } from "../rpc/client";
 import { downloadFile } from "../client/download";
-import { FILES_IN_FLIGHT, downloadMany, failureOf, planDownload } from "../client/transfers";
+import { DOWNLOAD_FILES_IN_FLIGHT, downloadMany, failureOf, planDownload } from "../client/transfers";
 import { formatBytes, formatDuration, liveOutput, report, type OutputOptions } from "./output";
 import { transferProgress } from "./progress";
 import { batchError } from "./transfer-result";
@@ -48,7 +48,7 @@ async function downloadTree(prefix: string, dir: string, flags: DownloadFlags, a
   try {
     const items = await planDownload(master, prefix, dir);
     const started = Date.now();
-    const progress = transferProgress(liveOutput(flags), "downloading", items, (item) => item.name, FILES_IN_FLIGHT);
+    const progress = transferProgress(liveOutput(flags), "downloading", items, (item) => item.name, DOWNLOAD_FILES_IN_FLIGHT);
     const outcomes = await downloadMany(master, pool, items, progress.events);
     await progress.finish();
     const elapsedMs = Date.now() - started;

@@ -5,7 +5,7 @@ import { DEFAULT_CHUNK_SIZE_BYTES } from "../core/limits";
 import { parseSize } from "../core/size";
 import { MasterApi, StoragePool } from "../rpc/client";
 import { assertUploadChunkSize } from "../client/upload";
-import { FILES_IN_FLIGHT, failureOf, planUpload, prefixDirectory, uploadMany } from "../client/transfers";
+import { UPLOAD_FILES_IN_FLIGHT, failureOf, planUpload, prefixDirectory, uploadMany } from "../client/transfers";
 import { formatBytes, formatDuration, liveOutput, note, report, type OutputOptions } from "./output";
 import { transferProgress } from "./progress";
 import { batchError } from "./transfer-result";
@@ -32,7 +32,7 @@ export async function uploadCommand(paths: string[], flags: UploadFlags, argv: s
   const pool = new StoragePool();
   try {
     const started = Date.now();
-    const progress = transferProgress(liveOutput(flags), "uploading", items, (item) => item.name, FILES_IN_FLIGHT);
+    const progress = transferProgress(liveOutput(flags), "uploading", items, (item) => item.name, UPLOAD_FILES_IN_FLIGHT);
     const outcomes = await uploadMany(master, pool, items, chunkSize, progress.events);
     await progress.finish();
     const elapsedMs = Date.now() - started;
