@@ -5,7 +5,7 @@
  */
 import { open, type FileHandle } from "node:fs/promises";
 import { formatHostPort } from "../core/address";
-import { chunkIdOf, chunkIdOfAsync, contentHashOf } from "../core/chunk-id";
+import { chunkIdOf, chunkIdOfAsync, contentHashOf, hashedOffThread } from "../core/chunk-id";
 import { DropboxError, errorMessage, invalidArgument, unavailable } from "../core/errors";
 import { CHAIN_REPLICATION_MIN_CHUNK_BYTES, CHUNK_RPC_TIMEOUT_MS, CLIENT_INFLIGHT_BUDGET_BYTES, MAX_CHUNK_SIZE_BYTES, MAX_FILE_CHUNKS, MIN_CHUNK_SIZE_BYTES, PUT_RETRY_ATTEMPTS, PUT_TARGETS_BATCH_CHUNKS } from "../core/limits";
 import { assertName } from "../core/names";
@@ -222,8 +222,10 @@ export async function uploadFile(options: UploadOptions): Promise<UploadResult> 
       }
       const offset = index * chunkSize;
       // A file smaller than one chunk needs a buffer of its size, not the chunk size's.
-      // Shared memory: a worker hashes the chunk where it lies (core/sha256-worker.ts).
-      const backing = freeBuffers.pop() ?? allocShared(putChunkMessageCapacity(Math.min(chunkSize, size)));
+      // A large chunk goes in shared memory, where a worker hashes it in place (core/sha256-worker.ts);
+      // a small one is hashed here, and a shared buffer per small file cost more than its hash.
+      const capacity = putChunkMessageCapacity(Math.min(chunkSize, size));
+      const backing = freeBuffers.pop() ?? (hashedOffThread(Math.min(chunkSize, size)) ? allocShared(capacity) : Buffer.allocUnsafe(capacity));
       const encoded = layoutPutChunk(backing, Math.min(chunkSize, size - offset));
       const data = await readInto(handle, encoded.data, offset, path);
       const id = await chunkIdOfAsync(data);

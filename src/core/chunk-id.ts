@@ -26,6 +26,9 @@ export function chunkIdOf(bytes: Uint8Array): string {
 /** Chunks at least this large are hashed off the main thread (below it the hop costs more than the hash). */
 const OFF_THREAD_HASH_MIN_BYTES = 256 * 1024;
 
+/** Whether a chunk of `bytes` is hashed off the main thread: worth holding in shared memory. */
+export const hashedOffThread = (bytes: number) => bytes >= OFF_THREAD_HASH_MIN_BYTES;
+
 /**
  * The chunk id of `bytes`, hashed on a worker thread when they are large: the caller's event
  * loop keeps moving other chunks meanwhile. Bytes in shared memory (the buffers chunks are
@@ -34,7 +37,7 @@ const OFF_THREAD_HASH_MIN_BYTES = 256 * 1024;
  * them on every end.) The bytes must not change until the id is known.
  */
 export async function chunkIdOfAsync(bytes: Uint8Array): Promise<string> {
-  if (bytes.byteLength < OFF_THREAD_HASH_MIN_BYTES) return chunkIdOf(bytes);
+  if (!hashedOffThread(bytes.byteLength)) return chunkIdOf(bytes);
   if (bytes.buffer instanceof SharedArrayBuffer) return sha256OfShared(bytes);
   return Buffer.from(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>)).toString("hex");
 }
