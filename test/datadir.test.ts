@@ -3,7 +3,7 @@ import { describe, expect, test } from "bun:test";
 import { chown, mkdir, stat, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { BIN, randomBytes, type RunResult, withCluster, withTempDir } from "./harness";
+import { BIN, packedChunkCount, randomBytes, type RunResult, withCluster, withTempDir } from "./harness";
 import { chunkIdOf } from "../src/core/chunk-id";
 import { StorageApi } from "../src/rpc/client";
 
@@ -85,6 +85,9 @@ describe("data dirs", () => {
         expect(Buffer.compare((await storage.getChunk({ chunkId: id }, 5000)).data, data)).toBe(0);
         expect((await storage.listChunks({ startAfter: "", limit: 10 }, 5000)).chunks).toEqual([{ chunkId: id, size: 1000 }]);
         expect((await storage.verifyChunks({ chunkIds: [id] }, 5000)).chunks).toEqual([{ chunkId: id, size: 1000, state: "ok" }]);
+        // Sent again: found in its file, not packed a second time.
+        expect((await storage.putChunk({ chunkId: id, data }, 5000)).alreadyPresent).toBe(true);
+        expect(packedChunkCount(node)).toBe(0);
         expect((await storage.deleteChunks({ chunkIds: [id], keepIfWrittenWithinMs: 0 }, 5000)).deletedChunkIds).toEqual([id]);
         expect(existsSync(join(node.dataDir, "chunks", id.slice(0, 2), id))).toBe(false);
       } finally {
