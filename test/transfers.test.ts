@@ -7,6 +7,7 @@ import { chunkIdOf } from "../src/core/chunk-id";
 import { LIST_MANIFESTS_MAX_FILE_CHUNKS } from "../src/core/limits";
 import { StoragePool } from "../src/rpc/client";
 import { downloadMany, planDownload } from "../src/client/transfers";
+import { uploadFile } from "../src/client/upload";
 
 const KiB = 1024;
 
@@ -163,6 +164,65 @@ describe("transfers", () => {
         const [stderr, exitCode] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
         expect({ exitCode, stderr }).toEqual({ exitCode: 0, stderr: "" });
         for (const f of files) expect((await readFile(join(out, f.name))).equals(Buffer.from(f.data))).toBe(true);
+      });
+    });
+  });
+
+  test("600 small files go up and come down under a 256-descriptor limit (macOS's default)", async () => {
+    await withCluster({ nodes: 2, replication: 2 }, async (cluster) => {
+      await withTempDir(async (dir) => {
+        const src = join(dir, "many");
+        await mkdir(src);
+        for (let i = 0; i < 600; i++) await writeFile(join(src, `f${i}`), randomBytes(2 * KiB));
+        const limited = async (args: string[]) => {
+          const proc = Bun.spawn(["sh", "-c", `ulimit -n 256 && exec ${cliCommandLine(args)}`], {
+            env: { ...process.env, DROPBOX_MASTER: cluster.master.address },
+            stdout: "pipe",
+            stderr: "pipe",
+          });
+          const [stderr, exitCode] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
+          return { exitCode, stderr };
+        };
+        expect(await limited(["upload", "-r", src, "--prefix", "many", "--quiet"])).toEqual({ exitCode: 0, stderr: "" });
+        expect(await limited(["download", "-r", "many", join(dir, "back"), "--quiet"])).toEqual({ exitCode: 0, stderr: "" });
+        expect(await treeOf(join(dir, "back"))).toEqual(await treeOf(src));
+      });
+    });
+  });
+
+  test("a commit answered with missing chunks sends them again, read afresh from the file, small or large", async () => {
+    await withCluster({ nodes: 2, replication: 2 }, async (cluster) => {
+      await withTempDir(async (dir) => {
+        const master = cluster.api();
+        const pool = new StoragePool();
+        try {
+          // 100 KiB is read whole at once, 600 KiB through a handle: both are let go before the commit.
+          for (const size of [100 * KiB, 600 * KiB]) {
+            const bytes = randomBytes(size);
+            const path = join(dir, `f${size}`);
+            await writeFile(path, bytes);
+            // The master's answer to a commit that raced a collection of one of its chunks.
+            let answered = false;
+            const racing = {
+              requestPutTargets: master.requestPutTargets,
+              getManifest: master.getManifest,
+              requestGetTargets: master.requestGetTargets,
+              announceManifest: async (r: Parameters<typeof master.announceManifest>[0]) => {
+                if (answered) return master.announceManifest(r);
+                answered = true;
+                return { status: "MISSING_CHUNKS", missingChunkIds: [r.chunks[1]!.chunkId], file: null };
+              },
+            };
+            const result = await uploadFile({ master: racing, pool, path, name: `resent/${size}`, chunkSize: 64 * KiB, expectedSize: size });
+            expect(result.retries).toBe(1);
+            expect(result.file.size).toBe(size);
+            const out = join(dir, `back${size}`);
+            expect((await cluster.run(["download", `resent/${size}`, out, "--quiet"])).exitCode).toBe(0);
+            expect((await readFile(out)).equals(Buffer.from(bytes))).toBe(true);
+          }
+        } finally {
+          pool.close();
+        }
       });
     });
   });

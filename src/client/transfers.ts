@@ -183,7 +183,7 @@ export async function planUpload(paths: string[], options: { recursive: boolean;
 export function uploadMany(master: MasterApi, pool: StoragePool, items: UploadItem[], chunkSize: number, events?: TransferEvents<UploadItem>): Promise<Outcome<UploadItem, UploadResult>[]> {
   // With many files in flight their small calls are batched; one file gains nothing from it.
   const [m, p] = items.length > 1 ? [new BatchingMaster(master), new BatchingPool(pool)] : [master, pool];
-  return runTransfers(items, UPLOAD_FILES_IN_FLIGHT, (item, onProgress) => uploadFile({ master: m, pool: p, path: item.path, name: item.name, chunkSize, onProgress }), events);
+  return runTransfers(items, UPLOAD_FILES_IN_FLIGHT, (item, onProgress) => uploadFile({ master: m, pool: p, path: item.path, name: item.name, chunkSize, expectedSize: item.size, onProgress }), events);
 }
 
 /**

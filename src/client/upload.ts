@@ -3,7 +3,7 @@
  * goes, write every chunk to its targets in parallel, then commit the manifest.
  * Memory is bounded by the in-flight budget, never by the file size.
  */
-import { open, type FileHandle } from "node:fs/promises";
+import { open, readFile, type FileHandle } from "node:fs/promises";
 import { formatHostPort } from "../core/address";
 import { chunkIdOf, chunkIdOfAsync, contentHashOf, hashedOffThread } from "../core/chunk-id";
 import { DropboxError, errorMessage, invalidArgument, unavailable } from "../core/errors";
@@ -23,6 +23,8 @@ export interface UploadOptions {
   path: string;
   name: string;
   chunkSize: number;
+  /** The file's size when it was listed, if known: a small file is then read whole at once. */
+  expectedSize?: number;
   /** Called with the bytes read and hashed so far. */
   onProgress?: (bytes: number) => void;
 }
@@ -64,8 +66,50 @@ export function assertUploadChunkSize(size: number): number {
   return size;
 }
 
-async function readChunk(handle: FileHandle, offset: number, length: number, path: string): Promise<Buffer> {
-  return readInto(handle, Buffer.allocUnsafe(length), offset, path);
+/** Files under this size are read whole, in one task that opens, reads and closes them. */
+const READ_WHOLE_BELOW_BYTES = 256 * 1024;
+
+/** Where an upload reads its file: all of it read at once (small files), or an open handle. */
+interface Source {
+  size: number;
+  /** Fills `data` from the file at `offset`. */
+  readInto(data: Buffer, offset: number): Promise<Buffer>;
+  /** Lets go of the file (again: a no-op). */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens `path` for reading. A file listed as small is read whole in one step: a thousand small
+ * files in flight to the cluster then hold no descriptors (each held one until its upload was
+ * done, and 512 of them under a 256-descriptor limit, macOS's default, failed with EMFILE).
+ */
+async function openSource(path: string, expectedSize: number | undefined): Promise<Source> {
+  if (expectedSize !== undefined && expectedSize < READ_WHOLE_BELOW_BYTES) {
+    const whole = await readFile(path);
+    // Grown past the line since it was listed: read through a handle like a large file.
+    if (whole.byteLength < READ_WHOLE_BELOW_BYTES) {
+      return {
+        size: whole.byteLength,
+        readInto: async (data, offset) => {
+          whole.copy(data, 0, offset, offset + data.byteLength);
+          return data;
+        },
+        close: async () => {},
+      };
+    }
+  }
+  const handle = await open(path, "r");
+  let closed: Promise<void> | null = null;
+  try {
+    return { size: (await handle.stat()).size, readInto: (data, offset) => readInto(handle, data, offset, path), close: () => (closed ??= handle.close()) };
+  } catch (err) {
+    await handle.close();
+    throw err;
+  }
+}
+
+async function readChunk(source: Source, offset: number, length: number): Promise<Buffer> {
+  return source.readInto(Buffer.allocUnsafe(length), offset);
 }
 
 /** Fills `data` from the file at `offset`. */
@@ -181,9 +225,9 @@ export async function uploadFile(options: UploadOptions): Promise<UploadResult> 
   const { master, pool, path, chunkSize } = options;
   const name = assertName(options.name);
   assertUploadChunkSize(chunkSize);
-  const handle = await open(path, "r");
+  const source = await openSource(path, options.expectedSize);
   try {
-    const size = (await handle.stat()).size;
+    const size = source.size;
     const chunkCount = Math.ceil(size / chunkSize);
     if (chunkCount > MAX_FILE_CHUNKS) throw invalidArgument(`${path} would need ${chunkCount} chunks, more than ${MAX_FILE_CHUNKS}; use a larger --chunk-size`);
 
@@ -227,7 +271,7 @@ export async function uploadFile(options: UploadOptions): Promise<UploadResult> 
       const capacity = putChunkMessageCapacity(Math.min(chunkSize, size));
       const backing = freeBuffers.pop() ?? (hashedOffThread(Math.min(chunkSize, size)) ? allocShared(capacity) : Buffer.allocUnsafe(capacity));
       const encoded = layoutPutChunk(backing, Math.min(chunkSize, size - offset));
-      const data = await readInto(handle, encoded.data, offset, path);
+      const data = await source.readInto(encoded.data, offset);
       const id = await chunkIdOfAsync(data);
       chunks.push({ chunkId: id, size: data.byteLength });
       options.onProgress?.(offset + data.byteLength);
@@ -244,13 +288,16 @@ export async function uploadFile(options: UploadOptions): Promise<UploadResult> 
       if (batch.length >= batchLimit) dispatch();
     }
     if (batch.length > 0) dispatch();
+    // Every chunk is read: the file is let go now rather than once the cluster has the chunks
+    // (a resend reopens it).
+    await source.close();
     await Promise.all(work);
     if (failure) throw failure;
 
-    const file = await commit(options, upload, handle, name, size, chunks);
+    const file = await commit(options, upload, name, size, chunks);
     return { file, chunksWritten: upload.chunksWritten, chunksDeduplicated: upload.chunksDeduplicated, retries: upload.retries };
   } finally {
-    await handle.close();
+    await source.close();
   }
 }
 
@@ -258,7 +305,7 @@ export async function uploadFile(options: UploadOptions): Promise<UploadResult> 
  * Commits the manifest. When the master reports chunks that lost every replica since
  * placement (a concurrent delete let them be collected), sends them again and retries.
  */
-async function commit(options: UploadOptions, upload: Upload, handle: FileHandle, name: string, size: number, chunks: ChunkRef[]): Promise<FileInfo> {
+async function commit(options: UploadOptions, upload: Upload, name: string, size: number, chunks: ChunkRef[]): Promise<FileInfo> {
   const { master, chunkSize, path } = options;
   const contentHash = contentHashOf(chunks.map((c) => c.chunkId));
   for (let attempt = 0; attempt < COMMIT_ATTEMPTS; attempt++) {
@@ -274,7 +321,8 @@ async function commit(options: UploadOptions, upload: Upload, handle: FileHandle
     for (const missingId of response.missingChunkIds) {
       const index = chunks.findIndex((c) => c.chunkId === missingId);
       if (index < 0) throw unavailable(`master reported chunk ${missingId} missing, which is not part of ${name}`);
-      const data = await readChunk(handle, index * chunkSize, chunks[index]!.size, path);
+      const source = await openSource(path, undefined);
+      const data = await readChunk(source, index * chunkSize, chunks[index]!.size).finally(() => source.close());
       if (chunkIdOf(data) !== missingId) throw invalidArgument(`${path} changed while it was being uploaded`);
       upload.stored.delete(missingId);
       upload.retries++;
