@@ -130,10 +130,10 @@ export class ChunkStore {
    * Stores `data` under `id` once the id is known to be the bytes' SHA-256. Returns true when
    * a verified copy was already there.
    *
-   * `vouched` resolves true when the next node of a chain stored these very bytes: it accepts
-   * only bytes whose hash is the id (or that its own next node vouched for), so hashing them
-   * here too would only repeat its work (HDFS verifies at the pipeline's end for the same
-   * reason). Large chunks are then written while the chain works and committed on its word;
+   * `vouched` resolves true when the bytes are known to hash to the id: the next node of a chain
+   * stored these very bytes, and it accepts only bytes whose hash is the id (or that its own
+   * next node vouched for), so hashing them here too would only repeat its work (HDFS verifies
+   * at the pipeline's end for the same reason); or the caller hashed them itself. Large chunks are then written while the chain works and committed on its word;
    * without it (the next node failed, or there is none) they are hashed here. Nothing is
    * acknowledged before one of the two.
    */
