@@ -3,7 +3,7 @@
  * goes, write every chunk to its targets in parallel, then commit the manifest.
  * Memory is bounded by the in-flight budget, never by the file size.
  */
-import { open, readFile, type FileHandle } from "node:fs/promises";
+import { open, type FileHandle } from "node:fs/promises";
 import { formatHostPort } from "../core/address";
 import { chunkIdOf, chunkIdOfAsync, contentHashOf, hashedOffThread } from "../core/chunk-id";
 import { DropboxError, errorMessage, invalidArgument, unavailable } from "../core/errors";
@@ -85,8 +85,9 @@ interface Source {
  */
 async function openSource(path: string, expectedSize: number | undefined): Promise<Source> {
   if (expectedSize !== undefined && expectedSize < READ_WHOLE_BELOW_BYTES) {
-    const whole = await readFile(path);
-    // Grown past the line since it was listed: read through a handle like a large file.
+    // Never more than the line: a file that grew since it was listed is not read whole.
+    const whole = Buffer.from(await Bun.file(path).slice(0, READ_WHOLE_BELOW_BYTES).arrayBuffer());
+    // Grown to the line or past it: read through a handle like a large file.
     if (whole.byteLength < READ_WHOLE_BELOW_BYTES) {
       return {
         size: whole.byteLength,
