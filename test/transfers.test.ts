@@ -146,6 +146,29 @@ describe("transfers", () => {
     });
   });
 
+  test("download -r is a snapshot of its listing: a file deleted after it still comes down while its chunks are kept", async () => {
+    await withCluster({ nodes: 1, replication: 1 }, async (cluster) => {
+      await withTempDir(async (dir) => {
+        const bytes = randomBytes(3 * KiB);
+        await writeFile(join(dir, "kept"), bytes);
+        expect((await cluster.run(["upload", join(dir, "kept"), "--prefix", "snap/", "--quiet"])).exitCode).toBe(0);
+        const master = cluster.api();
+        const items = await planDownload(master, "snap", join(dir, "out"));
+        expect((await cluster.run(["delete", "snap/kept"])).exitCode).toBe(0);
+        const pool = new StoragePool();
+        try {
+          const outcomes = await downloadMany(master, pool, items);
+          expect(outcomes.map((o) => o.error)).toEqual([undefined]);
+        } finally {
+          pool.close();
+        }
+        expect(await readFile(join(dir, "out", "kept"))).toEqual(Buffer.from(bytes));
+        // Listed afresh, it is gone.
+        expect((await cluster.run(["download", "-r", "snap", join(dir, "again"), "--quiet"])).exitCode).toBe(3);
+      });
+    });
+  });
+
   test("download -r of many files over the small-file line keeps few open: it runs under a 128-descriptor limit", async () => {
     await withCluster({ nodes: 2, replication: 1 }, async (cluster) => {
       await withTempDir(async (dir) => {
