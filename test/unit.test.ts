@@ -435,6 +435,8 @@ describe("scrub schedule", () => {
     expect(msUntilNextPass(done, HOUR, 9.5 * HOUR)).toBe(0.5 * HOUR);
     expect(msUntilNextPass(done, HOUR, 11 * HOUR)).toBe(0);
     expect(msUntilNextPass(done, 0, 9.5 * HOUR)).toBe(0);
+    // The clock set back two hours: the next pass is still at most an interval away.
+    expect(msUntilNextPass(done, HOUR, 7 * HOUR)).toBe(HOUR);
   });
   test("a state file that cannot be trusted reads as no state; a bad cursor as the start", () => {
     const dir = mkdtempSync(join(tmpdir(), "dropbox-scrub-"));
@@ -446,6 +448,9 @@ describe("scrub schedule", () => {
       expect(loadScrubState(path)).toEqual(fresh);
       writeFileSync(path, JSON.stringify({ passStartedAtMs: 5, inPass: true, after: "../../etc", lastPassEndedAtMs: -1 }));
       expect(loadScrubState(path)).toEqual({ passStartedAtMs: 5, inPass: true, after: "", lastPassEndedAtMs: null });
+      // Under way but without a start: a new pass, from the beginning.
+      writeFileSync(path, JSON.stringify({ inPass: true, after: chunkIdOf(Buffer.from("y")) }));
+      expect(loadScrubState(path)).toEqual(fresh);
       const id = chunkIdOf(Buffer.from("x"));
       writeFileSync(path, JSON.stringify({ passStartedAtMs: 5, inPass: true, after: id, lastPassEndedAtMs: 4 }));
       expect(loadScrubState(path)).toEqual({ passStartedAtMs: 5, inPass: true, after: id, lastPassEndedAtMs: 4 });

@@ -55,7 +55,10 @@ export function loadScrubState(path: string): ScrubState {
     const s = JSON.parse(readFileSync(path, "utf8")) as Partial<ScrubState>;
     const time = (v: unknown) => (typeof v === "number" && Number.isSafeInteger(v) && v >= 0 ? v : null);
     const after = s.after === "" || isChunkId(s.after) ? (s.after as string) : "";
-    return { passStartedAtMs: time(s.passStartedAtMs), inPass: s.inPass === true, after, lastPassEndedAtMs: time(s.lastPassEndedAtMs) };
+    const passStartedAtMs = time(s.passStartedAtMs);
+    // A pass under way without its start time cannot be scheduled from: start a new one.
+    const inPass = s.inPass === true && passStartedAtMs !== null;
+    return { passStartedAtMs, inPass, after: inPass ? after : "", lastPassEndedAtMs: time(s.lastPassEndedAtMs) };
   } catch {
     return { ...FRESH };
   }
@@ -68,10 +71,10 @@ async function saveScrubState(path: string, state: ScrubState) {
   await rename(tmp, path);
 }
 
-/** Milliseconds until the next pass may start: 0 when one is under way or due. */
+/** Milliseconds until the next pass may start: 0 when one is under way or due; never more than an interval (a clock set back). */
 export function msUntilNextPass(state: ScrubState, intervalMs: number, nowMs: number): number {
   if (state.inPass || state.passStartedAtMs === null) return 0;
-  return Math.max(0, state.passStartedAtMs + intervalMs - nowMs);
+  return Math.min(intervalMs, Math.max(0, state.passStartedAtMs + intervalMs - nowMs));
 }
 
 /** Starts scrubbing `store`; returns a function that stops it. */
