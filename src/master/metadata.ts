@@ -92,8 +92,14 @@ export interface RecordedChunk extends ChunkReplicas {
   references: number;
 }
 
+/** Node ids from a `group_concat(node_id)` column (node ids hold no commas). */
+const nodeIdsOf = (nodes: string | null): string[] => (nodes ? nodes.split(",") : []);
+
+/** The holders of file chunk `fc`'s chunk, as a column for nodeIdsOf. */
+const HOLDERS_COLUMN = "(SELECT group_concat(r.node_id) FROM replicas r WHERE r.chunk_id = fc.chunk_id) AS nodes";
+
 function toRecordedChunk(row: { chunkId: string; size: number; nodes: string | null; refs: number }): RecordedChunk {
-  return { chunkId: row.chunkId, size: row.size, nodeIds: row.nodes ? row.nodes.split(",") : [], references: row.refs };
+  return { chunkId: row.chunkId, size: row.size, nodeIds: nodeIdsOf(row.nodes), references: row.refs };
 }
 
 /** The outcome of a commit: the file, or the chunks that have no replica any more. */
@@ -217,12 +223,11 @@ export class Metadata {
   private chunksOf(fileId: number): ChunkReplicas[] {
     const rows = this.db
       .query(
-        `SELECT fc.chunk_id AS chunkId, c.size AS size,
-           (SELECT group_concat(r.node_id) FROM replicas r WHERE r.chunk_id = fc.chunk_id) AS nodes
+        `SELECT fc.chunk_id AS chunkId, c.size AS size, ${HOLDERS_COLUMN}
          FROM file_chunks fc JOIN chunks c ON c.id = fc.chunk_id WHERE fc.file_id = ? ORDER BY fc.idx`,
       )
       .all(fileId) as { chunkId: string; size: number; nodes: string | null }[];
-    return rows.map((r) => ({ chunkId: r.chunkId, size: r.size, nodeIds: r.nodes ? r.nodes.split(",") : [] }));
+    return rows.map((r) => ({ chunkId: r.chunkId, size: r.size, nodeIds: nodeIdsOf(r.nodes) }));
   }
 
   /** Up to `limit` files whose names start with `prefix`, after `startAfter`, by name. */
@@ -243,8 +248,7 @@ export class Metadata {
   listManifests(prefix: string, startAfter: string, limit: number, maxChunksPerFile: number): { manifests: StoredManifest[]; truncated: boolean } {
     const rows = this.db
       .query(
-        `SELECT f.*, fc.chunk_id AS chunkId, c.size AS chunkBytes,
-           (SELECT group_concat(r.node_id) FROM replicas r WHERE r.chunk_id = fc.chunk_id) AS nodes
+        `SELECT f.*, fc.chunk_id AS chunkId, c.size AS chunkBytes, ${HOLDERS_COLUMN}
          FROM (SELECT * FROM files WHERE name >= ?1 AND name < ?2 AND name > ?3 ORDER BY name LIMIT ?4) f
          LEFT JOIN file_chunks fc ON fc.file_id = f.id AND f.chunk_count <= ?5
          LEFT JOIN chunks c ON c.id = fc.chunk_id
@@ -258,7 +262,7 @@ export class Metadata {
         fileId = row.id;
         manifests.push({ file: toFileInfo(row), chunks: [] });
       }
-      if (row.chunkId !== null) manifests[manifests.length - 1]!.chunks.push({ chunkId: row.chunkId, size: row.chunkBytes ?? 0, nodeIds: row.nodes ? row.nodes.split(",") : [] });
+      if (row.chunkId !== null) manifests[manifests.length - 1]!.chunks.push({ chunkId: row.chunkId, size: row.chunkBytes ?? 0, nodeIds: nodeIdsOf(row.nodes) });
     }
     return { manifests: manifests.slice(0, limit), truncated: manifests.length > limit };
   }
@@ -289,7 +293,7 @@ export class Metadata {
          LEFT JOIN replicas r ON r.chunk_id = c.id WHERE c.unreferenced_since_ms IS NULL GROUP BY c.id`,
       )
       .all() as { chunkId: string; size: number; nodes: string | null }[];
-    return rows.map((r) => ({ chunkId: r.chunkId, size: r.size, nodeIds: r.nodes ? r.nodes.split(",") : [] }));
+    return rows.map((r) => ({ chunkId: r.chunkId, size: r.size, nodeIds: nodeIdsOf(r.nodes) }));
   }
 
   addReplica(chunkId: string, nodeId: string, nowMs: number) {
