@@ -2,15 +2,15 @@
 import { intFlag, masterAddress, stringFlag, NODE_SECRET_ENV, TOKEN_ENV, tokenFrom } from "./args";
 import { parsePort } from "../core/address";
 import { invalidArgument } from "../core/errors";
-import { DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_SCRUB_INTERVAL_MS, DEFAULT_SCRUB_RATE_MIB_PER_S, MAX_SCRUB_INTERVAL_MS, MAX_SCRUB_RATE_MIB_PER_S } from "../core/limits";
-import { parseSize } from "../core/size";
+import { DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_SCRUB_INTERVAL_MS, DEFAULT_SCRUB_RATE_MIB_PER_S } from "../core/limits";
+import { nodeTuningFrom, type NodeTuning, type NodeTuningFlags } from "./node-tuning";
 import { runNode } from "../node/run";
 import { untilStopped } from "./signals";
 import { tlsClientFrom, tlsServerFrom, type TlsFlags } from "./tls-flags";
 import { useTlsClient } from "../rpc/tls";
 import { makeLog } from "../core/log";
 
-export interface NodeFlags extends TlsFlags {
+export interface NodeFlags extends TlsFlags, NodeTuningFlags {
   host?: string;
   port?: unknown;
   master?: unknown;
@@ -18,13 +18,19 @@ export interface NodeFlags extends TlsFlags {
   advertise?: unknown;
   id?: unknown;
   heartbeatInterval?: unknown;
-  scrubRate?: unknown;
-  scrubInterval?: unknown;
-  capacity?: unknown;
-  verifyReads?: unknown;
   token?: unknown;
   tokenFile?: unknown;
   nodeSecretFile?: unknown;
+}
+
+/** The node's settings from its tuning flags, defaults for those not given. */
+function withDefaults(tuning: NodeTuning) {
+  return {
+    scrubRateMiBps: tuning.scrubRateMiBps ?? DEFAULT_SCRUB_RATE_MIB_PER_S,
+    scrubIntervalMs: tuning.scrubIntervalMs ?? DEFAULT_SCRUB_INTERVAL_MS,
+    capacityBytes: tuning.capacityBytes ?? 0,
+    verifyReads: tuning.verifyReads,
+  };
 }
 
 export async function nodeCommand(flags: NodeFlags, argv: string[]): Promise<number> {
@@ -45,10 +51,7 @@ export async function nodeCommand(flags: NodeFlags, argv: string[]): Promise<num
     advertise: stringFlag(argv, "advertise", flags.advertise),
     id: stringFlag(argv, "id", flags.id),
     heartbeatIntervalMs: intFlag(flags.heartbeatInterval ?? DEFAULT_HEARTBEAT_INTERVAL_MS, "heartbeat-interval", 10, 60_000),
-    scrubRateMiBps: intFlag(flags.scrubRate ?? DEFAULT_SCRUB_RATE_MIB_PER_S, "scrub-rate", 0, MAX_SCRUB_RATE_MIB_PER_S),
-    scrubIntervalMs: intFlag(flags.scrubInterval ?? DEFAULT_SCRUB_INTERVAL_MS, "scrub-interval", 0, MAX_SCRUB_INTERVAL_MS),
-    capacityBytes: flags.capacity === undefined ? 0 : parseSize(stringFlag(argv, "capacity", flags.capacity), "--capacity"),
-    verifyReads: flags.verifyReads === true,
+    ...withDefaults(nodeTuningFrom(flags, argv)),
   });
   return untilStopped(() => node.stop(), makeLog("node"));
 }

@@ -3,13 +3,13 @@ import { accessSync, constants, mkdirSync } from "node:fs";
 import { resolve } from "node:path";
 import { intFlag, stringFlag } from "../cli/args";
 import { invalidArgument } from "../core/errors";
-import { MAX_REPLICATION, MAX_SCRUB_INTERVAL_MS, MAX_SCRUB_RATE_MIB_PER_S, MIN_REPLICATION } from "../core/limits";
-import { parseSize } from "../core/size";
+import { nodeTuningFrom, type NodeTuningFlags } from "../cli/node-tuning";
+import { MAX_REPLICATION, MIN_REPLICATION } from "../core/limits";
 import { DEFAULT_BASE_PORT, DEFAULT_DATA_DIR, DEFAULT_NODE_COUNT, DEFAULT_READY_TIMEOUT_MS, MAX_NODE_COUNT } from "./limits";
 import type { ClusterConfig } from "./plan";
 
 /** Every flag a cluster command may be given, as the option parser hands them over. */
-export interface ClusterFlags {
+export interface ClusterFlags extends NodeTuningFlags {
   nodes?: unknown;
   replication?: unknown;
   basePort?: unknown;
@@ -20,10 +20,6 @@ export interface ClusterFlags {
   json?: boolean;
   follow?: boolean;
   lines?: unknown;
-  scrubRate?: unknown;
-  scrubInterval?: unknown;
-  capacity?: unknown;
-  verifyReads?: unknown;
 }
 
 /** The absolute data dir: --data-dir, else ./.dropbox. */
@@ -48,11 +44,12 @@ export function clusterConfigFrom(flags: ClusterFlags, argv: string[]): ClusterC
  * so that a bad value fails `up` in one line rather than every node in its log.
  */
 function nodeFlagsFrom(flags: ClusterFlags, argv: string[]): string[] {
+  const tuning = nodeTuningFrom(flags, argv);
   const out: string[] = [];
-  if (flags.scrubRate !== undefined) out.push("--scrub-rate", String(intFlag(flags.scrubRate, "scrub-rate", 0, MAX_SCRUB_RATE_MIB_PER_S)));
-  if (flags.scrubInterval !== undefined) out.push("--scrub-interval", String(intFlag(flags.scrubInterval, "scrub-interval", 0, MAX_SCRUB_INTERVAL_MS)));
-  if (flags.capacity !== undefined) out.push("--capacity", String(parseSize(stringFlag(argv, "capacity", flags.capacity), "--capacity")));
-  if (flags.verifyReads === true) out.push("--verify-reads");
+  if (tuning.scrubRateMiBps !== undefined) out.push("--scrub-rate", String(tuning.scrubRateMiBps));
+  if (tuning.scrubIntervalMs !== undefined) out.push("--scrub-interval", String(tuning.scrubIntervalMs));
+  if (tuning.capacityBytes !== undefined) out.push("--capacity", String(tuning.capacityBytes));
+  if (tuning.verifyReads) out.push("--verify-reads");
   return out;
 }
 
