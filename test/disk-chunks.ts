@@ -37,3 +37,10 @@ export async function chunksOnDisk(dataDir: string): Promise<Map<string, number>
   });
   return chunks;
 }
+
+/** Bytes the pack files under a packs dir take on disk: live records, headers and garbage alike. */
+export async function packBytesOnDisk(packsDir: string): Promise<number> {
+  const packs = (await readdir(packsDir)).filter((name) => name.endsWith(".pack"));
+  const sizes = await Promise.all(packs.map(async (name) => (await stat(join(packsDir, name))).size));
+  return sizes.reduce((sum, size) => sum + size, 0);
+}

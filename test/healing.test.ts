@@ -1,8 +1,9 @@
 /** The cluster heals itself: lost replicas come back, surplus ones go, rot is found and replaced, garbage is collected. */
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { mkdir, readFile, readdir, stat, writeFile } from "node:fs/promises";
+import { mkdir, readFile, readdir, writeFile } from "node:fs/promises";
 import type { MasterApi } from "../src/rpc/client";
+import { packBytesOnDisk } from "./disk-chunks";
 import { holdsGoodCopy, randomBytes, rotChunk, sha256File, type ServerProcess, type TestCluster, waitFor, withCluster, withTempDir } from "./harness";
 
 const MiB = 1024 * 1024;
@@ -266,8 +267,7 @@ describe("self-healing", () => {
         const up = await cluster.run(["upload", "-r", join(dir, "many"), "--prefix", "many/", "--json"]);
         // 100 x 4 KiB do not fit in 128 KiB: some files fail, each for lack of space.
         expect(up.exitCode).not.toBe(0);
-        const packs = join(tiny.dataDir, "packs");
-        const packBytes = (await Promise.all((await readdir(packs)).filter((f) => f.endsWith(".pack")).map(async (f) => (await stat(join(packs, f))).size))).reduce((a, b) => a + b, 0);
+        const packBytes = await packBytesOnDisk(join(tiny.dataDir, "packs"));
         expect(packBytes).toBeGreaterThan(64 * 1024);
         expect(packBytes).toBeLessThanOrEqual(128 * 1024);
         // Every file the master lists came back whole.

@@ -4,6 +4,7 @@ import { appendFile, readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { PACK_RECORD_HEADER_BYTES, PackStore } from "../src/node/pack-store";
 import { chunkIdOf } from "../src/core/chunk-id";
+import { packBytesOnDisk } from "./disk-chunks";
 import { flipByte, randomBytes, withTempDir } from "./harness";
 
 const KiB = 1024;
@@ -90,7 +91,7 @@ describe("pack store", () => {
       for (const c of items.filter((_, i) => i % 4 !== 0).slice(0, 10)) expect(await packs.read(c.id)).toBeNull();
       for (const c of kept) expect(Buffer.compare((await packs.read(c.id))!.data, c.data)).toBe(0);
       const packsAfter = await packFiles(dir);
-      const bytesAfter = (await Promise.all(packsAfter.map(async (p) => (await stat(join(dir, p))).size))).reduce((x, y) => x + y, 0);
+      const bytesAfter = await packBytesOnDisk(dir);
       // Three quarters were garbage: what is left on disk is near the live records' size.
       expect(bytesAfter).toBeLessThan(2 * kept.length * (KiB + 36) + 16 * KiB);
       expect(packsAfter.length).toBeLessThan(packsBefore / 2);
@@ -148,7 +149,7 @@ describe("pack store", () => {
         // What the packs take beyond the chunks' bytes, as a node's capacity counts it (once no
         // compaction is moving records, so that the files on disk hold still).
         if (!settled) return;
-        const onDisk = (await Promise.all((await packFiles(dir)).map(async (p) => (await stat(join(dir, p))).size))).reduce((x, y) => x + y, 0);
+        const onDisk = await packBytesOnDisk(dir);
         expect(packs.overheadBytes).toBe(onDisk - [...model.values()].reduce((sum, d) => sum + d.byteLength, 0));
       };
       for (let step = 0; step < 60; step++) {
@@ -177,7 +178,7 @@ describe("pack store", () => {
       await check(true);
       // After compaction, every sealed pack is at least half live: garbage is bounded.
       const live = [...model.values()].reduce((sum, d) => sum + 36 + d.byteLength, 0);
-      const onDisk = (await Promise.all((await packFiles(dir)).map(async (p) => (await stat(join(dir, p))).size))).reduce((x, y) => x + y, 0);
+      const onDisk = await packBytesOnDisk(dir);
       expect(onDisk).toBeLessThanOrEqual(2 * live + 2 * sealBytes);
       await packs.close();
     });
