@@ -242,7 +242,13 @@ export async function uploadFile(options: UploadOptions): Promise<UploadResult> 
     let failure: unknown = null;
     let batch: Chunk[] = [];
 
-    // One message buffer per permit, reused for the whole upload (see put-chunk-message.ts).
+    // One message buffer per permit, reused for the whole upload (see put-chunk-message.ts). A
+    // file smaller than one chunk needs a buffer of its size, not the chunk size's. A large
+    // chunk goes in shared memory, where a worker hashes it in place (core/sha256-worker.ts);
+    // a small one is hashed here, and a shared buffer per small file cost more than its hash.
+    const bufferChunkBytes = Math.min(chunkSize, size);
+    const messageCapacity = putChunkMessageCapacity(bufferChunkBytes);
+    const newBuffer = () => (hashedOffThread(bufferChunkBytes) ? allocShared(messageCapacity) : Buffer.allocUnsafe(messageCapacity));
     const freeBuffers: Buffer[] = [];
     const backingOf = new Map<Chunk, Buffer>();
     const finished = (chunk: Chunk) => {
@@ -266,11 +272,7 @@ export async function uploadFile(options: UploadOptions): Promise<UploadResult> 
         await permits.acquire();
       }
       const offset = index * chunkSize;
-      // A file smaller than one chunk needs a buffer of its size, not the chunk size's.
-      // A large chunk goes in shared memory, where a worker hashes it in place (core/sha256-worker.ts);
-      // a small one is hashed here, and a shared buffer per small file cost more than its hash.
-      const capacity = putChunkMessageCapacity(Math.min(chunkSize, size));
-      const backing = freeBuffers.pop() ?? (hashedOffThread(Math.min(chunkSize, size)) ? allocShared(capacity) : Buffer.allocUnsafe(capacity));
+      const backing = freeBuffers.pop() ?? newBuffer();
       const encoded = layoutPutChunk(backing, Math.min(chunkSize, size - offset));
       const data = await source.readInto(encoded.data, offset);
       const id = await chunkIdOfAsync(data);
