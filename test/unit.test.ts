@@ -8,6 +8,7 @@ import { parseHostPort } from "../src/core/address";
 import { assertChunkId, chunkIdOf, chunkIdOfAsync, contentHashOf, isChunkId } from "../src/core/chunk-id";
 import { allocShared, sha256WorkerStats } from "../src/core/sha256-worker";
 import { nameProblem } from "../src/core/names";
+import { table } from "../src/cli/output";
 import { Semaphore } from "../src/core/semaphore";
 import { formatBytes, parseSize } from "../src/core/size";
 import { Metadata } from "../src/master/metadata";
@@ -483,5 +484,19 @@ describe("hashing large chunks off the main thread", () => {
     const plain = Buffer.from(views[3]!);
     expect(await chunkIdOfAsync(plain)).toBe(expected[3]!);
     expect(sha256WorkerStats.onWorker).toBe(onWorker + views.length);
+  });
+});
+
+describe("output tables", () => {
+  test("columns are as wide as their widest cell, the last one unpadded", () => {
+    expect(table(["NAME", "SIZE"], [["a", "1 B"], ["longer-name", "10 KiB"]]).split("\n")).toEqual(["NAME         SIZE", "a            1 B", "longer-name  10 KiB"]);
+  });
+
+  test("a listing of more than a million rows lays out (a spread of that many arguments overflowed the stack)", () => {
+    const rows = Array.from({ length: 1_100_000 }, (_, i) => [`f${i}`, "4 KiB"]);
+    const lines = table(["NAME", "SIZE"], rows).split("\n");
+    expect(lines).toHaveLength(1_100_001);
+    expect(lines[1]).toBe(`f0${" ".repeat("f1099999".length - 2)}  4 KiB`);
+    expect(lines.at(-1)).toBe("f1099999  4 KiB");
   });
 });

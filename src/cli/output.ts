@@ -19,7 +19,9 @@ export function report(options: OutputOptions, json: unknown, text: () => string
 
 /** Lays out rows under headers in aligned columns. */
 export function table(headers: string[], rows: string[][]): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  // A loop, not Math.max(...column): spreading a million rows into one call overflows the stack.
+  const widths = headers.map((h) => h.length);
+  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i]!, cell.length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join("  ");
   return [line(headers), ...rows.map(line)].join("\n");
 }
