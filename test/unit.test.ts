@@ -11,7 +11,10 @@ import { nameProblem } from "../src/core/names";
 import { table } from "../src/cli/output";
 import { Semaphore } from "../src/core/semaphore";
 import { formatBytes, parseSize } from "../src/core/size";
+import { REPAIR_SCAN_PAGE_CHUNKS } from "../src/core/limits";
 import { Metadata } from "../src/master/metadata";
+import { NodeRegistry } from "../src/master/node-registry";
+import { Repairer } from "../src/master/repair";
 import { pickWeighted } from "../src/master/placement";
 import { loadScrubState, msUntilNextPass } from "../src/node/scrubber";
 import { Coalescer } from "../src/rpc/batch";
@@ -422,6 +425,80 @@ describe("master metadata", () => {
     } finally {
       metadata.close();
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("repair scan", () => {
+  /** A master database in a temp dir with `files` files of `chunksPerFile` distinct chunks, each held by n1 and n2. */
+  function metadataWith(files: number, chunksPerFile: number) {
+    const dir = mkdtempSync(join(tmpdir(), "dropbox-scan-"));
+    const metadata = new Metadata(join(dir, "master.sqlite"));
+    const ids: string[] = [];
+    metadata.inTransaction(() => {
+      for (let f = 0; f < files; f++) {
+        const chunks = Array.from({ length: chunksPerFile }, (_, i) => chunkIdOf(Buffer.from(`${f}/${i}`)));
+        ids.push(...chunks);
+        const stored = new Map(chunks.map((id) => [id, ["n1", "n2"]]));
+        metadata.commit({ name: `f${f}`, size: chunksPerFile * 10, chunkSize: 10, contentHash: contentHashOf(chunks), chunks: chunks.map((chunkId) => ({ chunkId, size: 10 })), stored }, 1000);
+      }
+    });
+    const close = () => {
+      metadata.close();
+      rmSync(dir, { recursive: true, force: true });
+    };
+    return { metadata, ids: ids.sort(), close };
+  }
+
+  test("referenced chunks are read in id order, a page at a time, without deleted files' chunks", () => {
+    const { metadata, ids, close } = metadataWith(3, 4);
+    try {
+      const first = metadata.referencedChunkReplicasPage("", 5);
+      expect(first.map((c) => c.chunkId)).toEqual(ids.slice(0, 5));
+      expect(first.every((c) => c.size === 10 && [...c.nodeIds].sort().join() === "n1,n2")).toBe(true);
+      expect(metadata.referencedChunkReplicasPage(ids[4]!, 100).map((c) => c.chunkId)).toEqual(ids.slice(5));
+      metadata.deleteFile("f0", 2000);
+      const gone = new Set(Array.from({ length: 4 }, (_, i) => chunkIdOf(Buffer.from(`0/${i}`))));
+      expect(metadata.referencedChunkReplicasPage("", 100).map((c) => c.chunkId)).toEqual(ids.filter((id) => !gone.has(id)));
+    } finally {
+      close();
+    }
+  });
+
+  test("a full scan counts every chunk and lets the event loop run between pages", async () => {
+    const chunks = Math.ceil(REPAIR_SCAN_PAGE_CHUNKS * 2.5);
+    const { metadata, close } = metadataWith(Math.ceil(chunks / 100), 100);
+    // Where each page read found a ticker that reschedules itself on every turn of the loop.
+    const ticksAtPage: number[] = [];
+    let ticks = 0;
+    let ticking = true;
+    const tick = () => {
+      ticks++;
+      if (ticking) setImmediate(tick);
+    };
+    const readPage = metadata.referencedChunkReplicasPage.bind(metadata);
+    metadata.referencedChunkReplicasPage = (after, limit) => {
+      ticksAtPage.push(ticks);
+      return readPage(after, limit);
+    };
+    const registry = new NodeRegistry(metadata, 60_000);
+    const usage = { capacityBytes: 0, freeBytes: 0, usedBytes: 0, chunkCount: 0 };
+    for (const id of ["n1", "n2"]) registry.register(id, "127.0.0.1", 1, usage, Date.now());
+    // Replication 3 on two live nodes: every chunk is short of a copy, and no node could take one.
+    const repairer = new Repairer({ metadata, registry, pool: new StoragePool(), replication: 3, gcGraceMs: 60_000, intervalMs: 1, minFreeBytes: 0, log: () => {} });
+    try {
+      tick();
+      repairer.start();
+      await waitFor("a full scan", () => repairer.status().underReplicatedChunks === Math.ceil(chunks / 100) * 100, 20_000);
+      const firstScan = ticksAtPage.slice(0, 3);
+      expect(firstScan).toHaveLength(3);
+      expect(firstScan[1]!).toBeGreaterThan(firstScan[0]!);
+      expect(firstScan[2]!).toBeGreaterThan(firstScan[1]!);
+      expect(repairer.status().unavailableChunks).toBe(0);
+    } finally {
+      ticking = false;
+      repairer.stop();
+      close();
     }
   });
 });

@@ -86,6 +86,12 @@ export const DEFAULT_REPAIR_INTERVAL_MS = 1000;
 export const REPAIR_CONCURRENCY = 4;
 /** Chunks examined per repair round. */
 export const REPAIR_BATCH_CHUNKS = 256;
+/**
+ * Chunk records a full repair scan reads per step, between which the master answers calls
+ * and heartbeats: ~2-4 ms of SQLite each. Read in one piece, 200,000 chunks held the event
+ * loop for 180-400 ms, and a few million for longer than a node's timeout.
+ */
+export const REPAIR_SCAN_PAGE_CHUNKS = 2000;
 /** How often the master re-reads each live node's full inventory (besides at registration). */
 export const INVENTORY_INTERVAL_MS = 10 * 60_000;
 

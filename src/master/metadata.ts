@@ -285,14 +285,18 @@ export class Metadata {
     return toFileInfo(row);
   }
 
-  /** Every referenced chunk with its recorded holders (unreferenced ones are left to GC, not repaired). */
-  referencedChunkReplicas(): ChunkReplicas[] {
+  /**
+   * Up to `limit` referenced chunks after `startAfter`, in id order, with their recorded holders
+   * (unreferenced ones are left to GC, not repaired). Read a page at a time, a scan of millions
+   * of chunks neither holds them all in memory nor keeps the process from answering calls.
+   */
+  referencedChunkReplicasPage(startAfter: string, limit: number): ChunkReplicas[] {
     const rows = this.db
       .query(
-        `SELECT c.id AS chunkId, c.size AS size, group_concat(r.node_id) AS nodes FROM chunks c
-         LEFT JOIN replicas r ON r.chunk_id = c.id WHERE c.unreferenced_since_ms IS NULL GROUP BY c.id`,
+        `SELECT c.id AS chunkId, c.size AS size, (SELECT group_concat(node_id) FROM replicas WHERE chunk_id = c.id) AS nodes
+         FROM chunks c WHERE c.id > ? AND c.unreferenced_since_ms IS NULL ORDER BY c.id LIMIT ?`,
       )
-      .all() as { chunkId: string; size: number; nodes: string | null }[];
+      .all(startAfter, limit) as { chunkId: string; size: number; nodes: string | null }[];
     return rows.map((r) => ({ chunkId: r.chunkId, size: r.size, nodeIds: nodeIdsOf(r.nodes) }));
   }
 

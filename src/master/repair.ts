@@ -8,7 +8,7 @@ import { formatHostPort } from "../core/address";
 import { errorMessage } from "../core/errors";
 import type { Log } from "../core/log";
 import { type GrantOperation, listSubject, type SignedGrant, signGrant } from "../core/grants";
-import { CHUNK_RPC_TIMEOUT_MS, GRANT_TTL_MS, INVENTORY_INTERVAL_MS, MAX_CHUNK_IDS_PER_REQUEST, REPAIR_BATCH_CHUNKS, REPAIR_CONCURRENCY } from "../core/limits";
+import { CHUNK_RPC_TIMEOUT_MS, GRANT_TTL_MS, INVENTORY_INTERVAL_MS, MAX_CHUNK_IDS_PER_REQUEST, REPAIR_BATCH_CHUNKS, REPAIR_CONCURRENCY, REPAIR_SCAN_PAGE_CHUNKS } from "../core/limits";
 import { Semaphore } from "../core/semaphore";
 import type { StoragePool } from "../rpc/client";
 import type { RepairStatus } from "../rpc/messages";
@@ -157,21 +157,38 @@ export class Repairer {
     }
   }
 
-  /** Classifies every referenced chunk by live replica count, then repairs and trims. */
+  /**
+   * Classifies every referenced chunk by live replica count, then repairs and trims. The
+   * chunk records are read a page at a time with a turn of the event loop between pages, and
+   * only a batch of each kind is kept: a scan of millions of chunks holds neither the process
+   * nor its memory, however many chunks are short of copies.
+   */
   private async scan(now: number, live: NodeState[]) {
     const liveById = new Map(live.map((n) => [n.id, n]));
-    const under: { chunkId: string; holders: NodeState[]; allHolders: Set<string> }[] = [];
+    // By live copies left (index 1 .. replication-1): the most endangered are repaired first.
+    const underByCopies: { chunkId: string; holders: NodeState[]; allHolders: Set<string> }[][] = Array.from({ length: this.o.replication }, () => []);
     const over: { chunkId: string; holders: NodeState[] }[] = [];
-    let unavailable = 0;
-    for (const chunk of this.o.metadata.referencedChunkReplicas()) {
-      const holders = chunk.nodeIds.map((id) => liveById.get(id)).filter((n): n is NodeState => n !== undefined);
-      if (holders.length === 0) unavailable++;
-      else if (holders.length < this.o.replication) under.push({ chunkId: chunk.chunkId, holders, allHolders: new Set(chunk.nodeIds) });
-      else if (holders.length > this.o.replication) over.push({ chunkId: chunk.chunkId, holders });
+    const found = { underReplicatedChunks: 0, unavailableChunks: 0, overReplicatedChunks: 0 };
+    for (let after = ""; ; ) {
+      const page = this.o.metadata.referencedChunkReplicasPage(after, REPAIR_SCAN_PAGE_CHUNKS);
+      for (const chunk of page) {
+        const holders = chunk.nodeIds.map((id) => liveById.get(id)).filter((n): n is NodeState => n !== undefined);
+        if (holders.length === 0) found.unavailableChunks++;
+        else if (holders.length < this.o.replication) {
+          found.underReplicatedChunks++;
+          const bucket = underByCopies[holders.length]!;
+          if (bucket.length < REPAIR_BATCH_CHUNKS) bucket.push({ chunkId: chunk.chunkId, holders, allHolders: new Set(chunk.nodeIds) });
+        } else if (holders.length > this.o.replication) {
+          found.overReplicatedChunks++;
+          if (over.length < REPAIR_BATCH_CHUNKS) over.push({ chunkId: chunk.chunkId, holders });
+        }
+      }
+      if (page.length < REPAIR_SCAN_PAGE_CHUNKS || this.stopped) break;
+      after = page[page.length - 1]!.chunkId;
+      await new Promise((resolve) => setImmediate(resolve));
     }
-    this.lastScan = { underReplicatedChunks: under.length, unavailableChunks: unavailable, overReplicatedChunks: over.length };
-    // Most endangered first: one live replica left before two.
-    under.sort((a, b) => a.holders.length - b.holders.length);
+    this.lastScan = found;
+    const under = underByCopies.flat();
     const jobs: Promise<void>[] = [];
     for (const item of under.slice(0, REPAIR_BATCH_CHUNKS)) {
       if (this.inProgress.has(item.chunkId)) continue;
@@ -189,7 +206,7 @@ export class Repairer {
       if (!this.inProgress.has(item.chunkId)) jobs.push(this.trim(item.chunkId, item.holders));
     }
     await Promise.all(jobs);
-    if (under.length > 0 || over.length > 0) this.dirty = true;
+    if (found.underReplicatedChunks > 0 || found.overReplicatedChunks > 0) this.dirty = true;
   }
 
   /** Has one more node fetch `chunkId` from a live holder; the new holder verifies the bytes. */
