@@ -1,7 +1,7 @@
 /** The cluster heals itself: lost replicas come back, surplus ones go, rot is found and replaced, garbage is collected. */
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { mkdir, readFile, readdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import type { MasterApi } from "../src/rpc/client";
 import { packBytesOnDisk } from "./disk-chunks";
 import { holdsGoodCopy, randomBytes, rotChunk, sha256File, type ServerProcess, type TestCluster, waitFor, withCluster, withTempDir } from "./harness";
@@ -73,6 +73,33 @@ describe("self-healing", () => {
           const copies = await copiesOnDisk(cluster, cluster.nodes);
           return ids.every((id) => copies.get(id) === 2) && copies.size === ids.length;
         }, 30_000, 100);
+        const down = await cluster.run(["download", "f.bin", join(dir, "out.bin")]);
+        expect(down.exitCode).toBe(0);
+        expect(await sha256File(join(dir, "out.bin"))).toBe(await sha256File(join(dir, "f.bin")));
+      });
+    });
+  });
+
+  test("a node back at once with an empty disk under its old id: its recorded copies are forgotten and copied back", async () => {
+    await withCluster({ nodes: 2, replication: 2, masterArgs: FAST_MASTER, nodeArgs: FAST_NODE }, async (cluster) => {
+      await withTempDir(async (dir) => {
+        await writeFile(join(dir, "f.bin"), randomBytes(8 * MiB));
+        expect((await cluster.run(["upload", join(dir, "f.bin"), "--chunk-size", "1MiB"])).exitCode).toBe(0);
+        const ids = await fileChunkIds(cluster.api(), "f.bin");
+        const [wiped, other] = cluster.nodes as [ServerProcess, ServerProcess];
+        expect((await cluster.chunkFiles(wiped)).size).toBe(ids.length);
+        // Back within the node timeout: never seen dead, so only its inventory tells the master.
+        await wiped.kill("SIGKILL");
+        await rm(wiped.dataDir, { recursive: true, force: true });
+        await wiped.start();
+        await waitFor("every chunk back on the wiped node", async () => {
+          const held = await cluster.chunkFiles(wiped);
+          return ids.every((id) => held.has(id));
+        }, 30_000, 100);
+        expect((await cluster.chunkFiles(other)).size).toBe(ids.length);
+        await waitFor("status to show no under-replicated chunks", async () => (await cluster.api().getClusterStatus(2000)).repair?.underReplicatedChunks === 0, 10_000);
+        // The master read the empty inventory and forgot every copy it had recorded there, at once.
+        expect(await readFile(cluster.master.logPath, "utf8")).toContain(`inventory of ${wiped.name}: 0 chunks, ${ids.length} missing copies forgotten`);
         const down = await cluster.run(["download", "f.bin", join(dir, "out.bin")]);
         expect(down.exitCode).toBe(0);
         expect(await sha256File(join(dir, "out.bin"))).toBe(await sha256File(join(dir, "f.bin")));
