@@ -12,6 +12,7 @@ import { table } from "../src/cli/output";
 import { Semaphore } from "../src/core/semaphore";
 import { formatBytes, parseSize } from "../src/core/size";
 import { REPAIR_SCAN_PAGE_CHUNKS } from "../src/core/limits";
+import { compareInventory } from "../src/master/inventory";
 import { Metadata } from "../src/master/metadata";
 import { NodeRegistry } from "../src/master/node-registry";
 import { Repairer } from "../src/master/repair";
@@ -465,6 +466,21 @@ describe("repair scan", () => {
     }
   });
 
+  test("copies recorded on a node are read by id range, only those recorded before a time", () => {
+    const { metadata, ids, close } = metadataWith(2, 5);
+    try {
+      const late = ids[7]!;
+      metadata.removeReplica(late, "n1");
+      metadata.addReplica(late, "n1", 5000);
+      expect(metadata.replicasOnNodeBetween("n1", 2000, "", null, 100)).toEqual(ids.filter((id) => id !== late));
+      expect(metadata.replicasOnNodeBetween("n1", 2000, ids[1]!, ids[4]!, 100)).toEqual(ids.slice(2, 5));
+      expect(metadata.replicasOnNodeBetween("n1", 2000, ids[1]!, null, 3)).toEqual(ids.slice(2, 5));
+      expect(metadata.replicasOnNodeBetween("n3", 2000, "", null, 100)).toEqual([]);
+    } finally {
+      close();
+    }
+  });
+
   test("a full scan counts every chunk and lets the event loop run between pages", async () => {
     const chunks = Math.ceil(REPAIR_SCAN_PAGE_CHUNKS * 2.5);
     const { metadata, close } = metadataWith(Math.ceil(chunks / 100), 100);
@@ -500,6 +516,51 @@ describe("repair scan", () => {
       repairer.stop();
       close();
     }
+  });
+});
+
+describe("node inventory against the master's records", () => {
+  /** Runs compareInventory over a node listing `pages` and records `recorded`, reading `step` recorded ids at a time. */
+  async function compare(pages: string[][], recorded: string[], step: number) {
+    const calls: { held: string[]; missing: string[] }[] = [];
+    let served = 0;
+    const totals = await compareInventory({
+      nextPage: async (startAfter) => {
+        const ids = pages[served++]!;
+        expect(startAfter).toBe(served === 1 ? "" : pages[served - 2]!.at(-1)!);
+        return { ids, last: served === pages.length };
+      },
+      recordedBetween: (after, upTo, limit) => recorded.filter((id) => id > after && (upTo === null || id <= upTo)).slice(0, limit),
+      recordedPageLimit: step,
+      onPage: async (held, missing) => void calls.push({ held, missing }),
+    });
+    return { totals, calls, served };
+  }
+
+  test("copies recorded but not listed are found in every page's range, before the first id and after the last", async () => {
+    const { totals, calls, served } = await compare([["b", "d"], ["f", "h"], ["j"]], ["a", "b", "c", "d", "e", "h", "i", "j", "k", "l"], 2);
+    expect(served).toBe(3);
+    expect(totals).toEqual({ held: 5, missing: 6 });
+    expect(calls.flatMap((c) => c.held)).toEqual(["b", "d", "f", "h", "j"]);
+    expect(calls.flatMap((c) => c.missing)).toEqual(["a", "c", "e", "i", "k", "l"]);
+  });
+
+  test("an empty node: every recorded copy is missing, handed over a step at a time", async () => {
+    const { totals, calls } = await compare([[]], ["a", "b", "c", "d", "e"], 2);
+    expect(totals).toEqual({ held: 0, missing: 5 });
+    expect(calls).toEqual([{ held: [], missing: ["a", "b"] }, { held: [], missing: ["c", "d"] }, { held: [], missing: ["e"] }]);
+  });
+
+  test("a page out of id order stops the comparison before anything is forgotten", async () => {
+    const forgotten: string[] = [];
+    const walk = compareInventory({
+      nextPage: async (startAfter) => (startAfter === "" ? { ids: ["b", "d"], last: false } : { ids: ["c", "e"], last: true }),
+      recordedBetween: () => [],
+      recordedPageLimit: 10,
+      onPage: async (_, missing) => void forgotten.push(...missing),
+    });
+    await expect(walk).rejects.toThrow("out of id order");
+    expect(forgotten).toEqual([]);
   });
 });
 

@@ -314,9 +314,15 @@ export class Metadata {
     return new Set(chunkIds.filter((id) => query.get(id)));
   }
 
-  /** Chunks recorded on `nodeId` since before `beforeMs`. */
-  replicasOnNodeAddedBefore(nodeId: string, beforeMs: number): string[] {
-    return (this.db.query("SELECT chunk_id FROM replicas WHERE node_id = ? AND added_at_ms < ?").all(nodeId, beforeMs) as { chunk_id: string }[]).map((r) => r.chunk_id);
+  /**
+   * Chunks recorded on `nodeId` before `beforeMs` with ids in (`after`, `upTo`] (`upTo` null:
+   * no upper bound), ascending, at most `limit`.
+   */
+  replicasOnNodeBetween(nodeId: string, beforeMs: number, after: string, upTo: string | null, limit: number): string[] {
+    const rows = this.db
+      .query("SELECT chunk_id FROM replicas WHERE node_id = ? AND added_at_ms < ? AND chunk_id > ? AND chunk_id <= ? ORDER BY chunk_id LIMIT ?")
+      .all(nodeId, beforeMs, after, upTo ?? "\u{10FFFF}", limit) as { chunk_id: string }[];
+    return rows.map((r) => r.chunk_id);
   }
 
   /**

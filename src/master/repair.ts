@@ -13,6 +13,7 @@ import { Semaphore } from "../core/semaphore";
 import type { StoragePool } from "../rpc/client";
 import type { RepairStatus } from "../rpc/messages";
 import type { Metadata } from "./metadata";
+import { compareInventory } from "./inventory";
 import { NodeRegistry, type NodeState } from "./node-registry";
 import { pickWeighted } from "./placement";
 
@@ -278,38 +279,32 @@ export class Repairer {
       const node = this.o.registry.get(nodeId);
       if (!node) return;
       const api = this.o.pool.get(addressOf(node));
-      const seen = new Set<string>();
-      const orphans: string[] = [];
-      let startAfter = "";
-      for (;;) {
-        const page = await api.listChunks({ startAfter, limit: MAX_CHUNK_IDS_PER_REQUEST }, CHUNK_RPC_TIMEOUT_MS);
-        const ids = page.chunks.map((c) => c.chunkId);
-        const known = this.o.metadata.knownChunks(ids);
-        // One commit per page, not per copy: 5000 copies new to the master took 295 ms one by
-        // one against 31 ms together here, and a commit per row waits on the disk each time.
-        this.o.metadata.inTransaction(() => {
-          for (const id of ids) {
-            seen.add(id);
-            if (known.has(id)) this.o.metadata.addReplica(id, nodeId, started);
-            else orphans.push(id);
-          }
-        });
-        if (!page.truncated || ids.length === 0) break;
-        startAfter = ids[ids.length - 1]!;
-      }
-      const missing = this.o.metadata.replicasOnNodeAddedBefore(nodeId, started).filter((id) => !seen.has(id));
-      // A node back with an empty disk under its old id forgets all its copies: in one commit.
-      this.o.metadata.inTransaction(() => {
-        for (const id of missing) this.o.metadata.removeReplica(id, nodeId);
-      });
-      const forgotten = missing.length;
       let deleted = 0;
-      for (let i = 0; i < orphans.length; i += MAX_CHUNK_IDS_PER_REQUEST) {
-        const ids = orphans.slice(i, i + MAX_CHUNK_IDS_PER_REQUEST);
-        const result = await api.deleteChunks({ chunkIds: ids, keepIfWrittenWithinMs: this.o.gcGraceMs, grant: this.grant("delete", listSubject(ids), nodeId) }, CHUNK_RPC_TIMEOUT_MS);
-        deleted += result.deletedChunkIds.length;
-      }
-      this.o.log(`inventory of ${nodeId}: ${seen.size} chunks, ${forgotten} missing copies forgotten, ${deleted} orphans deleted`);
+      const { held, missing } = await compareInventory({
+        nextPage: async (startAfter) => {
+          const page = await api.listChunks({ startAfter, limit: MAX_CHUNK_IDS_PER_REQUEST }, CHUNK_RPC_TIMEOUT_MS);
+          return { ids: page.chunks.map((c) => c.chunkId), last: !page.truncated };
+        },
+        recordedBetween: (after, upTo, limit) => this.o.metadata.replicasOnNodeBetween(nodeId, started, after, upTo, limit),
+        recordedPageLimit: MAX_CHUNK_IDS_PER_REQUEST,
+        onPage: async (ids, gone) => {
+          const known = this.o.metadata.knownChunks(ids);
+          // One commit per page, not per copy: 5000 copies new to the master took 295 ms one by
+          // one against 31 ms together here, and a commit per row waits on the disk each time.
+          // A node back with an empty disk under its old id forgets all its copies this way.
+          this.o.metadata.inTransaction(() => {
+            for (const id of ids) if (known.has(id)) this.o.metadata.addReplica(id, nodeId, started);
+            for (const id of gone) this.o.metadata.removeReplica(id, nodeId);
+          });
+          const orphans = ids.filter((id) => !known.has(id));
+          for (let i = 0; i < orphans.length; i += MAX_CHUNK_IDS_PER_REQUEST) {
+            const batch = orphans.slice(i, i + MAX_CHUNK_IDS_PER_REQUEST);
+            const result = await api.deleteChunks({ chunkIds: batch, keepIfWrittenWithinMs: this.o.gcGraceMs, grant: this.grant("delete", listSubject(batch), nodeId) }, CHUNK_RPC_TIMEOUT_MS);
+            deleted += result.deletedChunkIds.length;
+          }
+        },
+      });
+      this.o.log(`inventory of ${nodeId}: ${held} chunks, ${missing} missing copies forgotten, ${deleted} orphans deleted`);
       this.dirty = true;
     } catch (err) {
       this.o.log(`inventory of ${nodeId} failed: ${errorMessage(err)}`);
