@@ -30,6 +30,24 @@ function statusOf(ctor: grpc.ServiceClientConstructor, address: string, method: 
   }).finally(() => client.close());
 }
 
+/** CPU time (user + system) and peak RSS of a live process, from /proc. */
+async function processUsage(pid: number): Promise<{ cpuMs: number; peakRssMiB: number }> {
+  const stat = (await readFile(`/proc/${pid}/stat`, "utf8")).split(") ")[1]!.split(" ");
+  // Fields 14 and 15 of stat (utime, stime), in clock ticks of 10 ms; the split drops the first two.
+  const cpuMs = (Number(stat[11]) + Number(stat[12])) * 10;
+  const peak = /VmHWM:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, "utf8"));
+  return { cpuMs, peakRssMiB: Number(peak![1]) / 1024 };
+}
+
+/** Sends `body` as the raw request of `path` with no token; resolves with the status code. */
+function rawCallStatus(address: string, path: string, body: Buffer): Promise<number> {
+  const client = new grpc.Client(address, grpc.credentials.createInsecure(), { "grpc.max_send_message_length": -1 });
+  const identity = (b: Buffer) => b;
+  return new Promise<number>((resolve) => {
+    client.makeUnaryRequest(path, identity, identity, body, new grpc.Metadata(), { deadline: Date.now() + 30_000 }, (err) => resolve(err ? err.code : 0));
+  }).finally(() => client.close());
+}
+
 const SECURED = { masterArgs: ["--token", TOKEN, "--read-token", READ_TOKEN], nodeArgs: ["--token", TOKEN] };
 
 describe("tokens", () => {
@@ -50,6 +68,27 @@ describe("tokens", () => {
       }
       expect(await checkHealth(cluster.master.address, 2000)).toBe(true);
       expect(await checkHealth(cluster.nodes[0]!.address, 2000)).toBe(true);
+    });
+  });
+
+  test("a caller without the token cannot make a server decode what it sends", async () => {
+    await withCluster({ nodes: 1, replication: 1, ...SECURED, env: { DROPBOX_TOKEN: TOKEN } }, async (cluster) => {
+      // ~60 MiB of the smallest repeated items each method takes: decoding one such message
+      // builds tens of millions of objects (seconds of CPU, gigabytes of memory).
+      const size = 60 * 1024 * 1024;
+      const targets = [
+        { server: cluster.nodes[0]!, path: "/dropbox.StorageService/DeleteChunks", item: [0x0a, 0x01, 0x61] }, // chunk_ids: "a"
+        { server: cluster.master, path: "/dropbox.MasterService/GetManifests", item: [0x0a, 0x00] }, // requests: {}
+      ];
+      for (const { server, path, item } of targets) {
+        const body = Buffer.alloc(size - (size % item.length), Buffer.from(item));
+        const before = await processUsage(server.pid);
+        for (let i = 0; i < 3; i++) expect(`${path}:${await rawCallStatus(server.address, path, body)}`).toBe(`${path}:${grpc.status.UNAUTHENTICATED}`);
+        const after = await processUsage(server.pid);
+        // Refused on its metadata alone, the body is never decoded (nor all read).
+        expect(after.cpuMs - before.cpuMs).toBeLessThan(1500);
+        expect(after.peakRssMiB - before.peakRssMiB).toBeLessThan(200);
+      }
     });
   });
 

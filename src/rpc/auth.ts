@@ -48,26 +48,38 @@ export function accessOf(policy: AuthPolicy, metadata: grpc.Metadata): Access {
   return "none";
 }
 
-/** Wraps every handler of a service so calls without the right token are refused before they run. */
-export function guard(definition: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation, policy: AuthPolicy): grpc.UntypedServiceImplementation {
-  const guarded: grpc.UntypedServiceImplementation = {};
-  for (const [name, handler] of Object.entries(implementation)) {
-    const path = definition[name]?.path ?? name;
-    const readOnly = READ_ONLY_METHODS.has(path);
-    guarded[name] = ((call: grpc.ServerUnaryCall<unknown, unknown> & grpc.ServerWritableStream<unknown, unknown>, callback?: grpc.sendUnaryData<unknown>) => {
-      const access = accessOf(policy, call.metadata);
-      const refusal =
-        access === "none"
-          ? { code: grpc.status.UNAUTHENTICATED, details: "missing or wrong token" }
-          : access === "read" && !readOnly
-            ? { code: grpc.status.PERMISSION_DENIED, details: "this token is read-only" }
-            : null;
-      if (!refusal) return (handler as Function)(call, callback);
-      if (callback) return callback(refusal as grpc.ServiceError);
-      call.emit("error", refusal);
-    }) as grpc.UntypedHandleCall;
-  }
-  return guarded;
+/** The standard health service stays open: supervisors and load balancers probe it without credentials. */
+const OPEN_SERVICE_PREFIX = "/grpc.health.v1.Health/";
+
+/** Why a call to `path` with this metadata is refused, or null when it may go on. */
+export function refusalOf(policy: AuthPolicy, path: string, metadata: grpc.Metadata): { code: grpc.status; details: string } | null {
+  if (path.startsWith(OPEN_SERVICE_PREFIX)) return null;
+  const access = accessOf(policy, metadata);
+  if (access === "none") return { code: grpc.status.UNAUTHENTICATED, details: "missing or wrong token" };
+  if (access === "read" && !READ_ONLY_METHODS.has(path)) return { code: grpc.status.PERMISSION_DENIED, details: "this token is read-only" };
+  return null;
+}
+
+/**
+ * A server interceptor that refuses calls without the right token on their metadata alone.
+ * grpc-js reads a request's body only once the handler asks for it, after the metadata has
+ * passed: a refused caller's bytes are never decoded, so a peer without the token cannot
+ * make the server build tens of millions of objects out of a 64 MiB message.
+ */
+export function authInterceptor(policy: AuthPolicy): grpc.ServerInterceptor {
+  return (method, call) =>
+    new grpc.ServerInterceptingCall(call, {
+      start(next) {
+        const listener = new grpc.ServerListenerBuilder()
+          .withOnReceiveMetadata((metadata, passOn) => {
+            const refusal = refusalOf(policy, method.path, metadata);
+            if (refusal) call.sendStatus(refusal);
+            else passOn(metadata);
+          })
+          .build();
+        next(listener);
+      },
+    });
 }
 
 let clientToken: string | undefined;

@@ -5,7 +5,7 @@ import { formatHostPort } from "../core/address";
 import { DropboxError, invalidArgument } from "../core/errors";
 import { MAX_MESSAGE_BYTES } from "../core/limits";
 import { healthClientConstructor } from "./proto";
-import { type AuthPolicy, guard } from "./auth";
+import { type AuthPolicy, authInterceptor } from "./auth";
 import { serverCredentials, type TlsServerConfig } from "./tls";
 import { toServiceError } from "./status";
 
@@ -147,12 +147,9 @@ export interface RpcServer {
 
 /** Binds a server with the given services plus health, on host:port. A busy port is a clear error. */
 export async function startServer(host: string, port: number, services: ServiceBinding[], log: (line: string) => void, auth?: AuthPolicy, tls?: TlsServerConfig): Promise<RpcServer> {
-  const server = new grpc.Server(SERVER_OPTIONS);
-  for (const service of services) {
-    // The health service stays open: supervisors and load balancers probe it without credentials.
-    const implementation = auth ? guard(service.definition, service.implementation, auth) : service.implementation;
-    server.addService(tolerant(service.definition), implementation);
-  }
+  // Tokens are checked before a request's body is read (auth.ts); health stays open.
+  const server = new grpc.Server({ ...SERVER_OPTIONS, interceptors: auth ? [authInterceptor(auth)] : [] });
+  for (const service of services) server.addService(tolerant(service.definition), service.implementation);
   const health = new HealthService(new Set(services.map((s) => s.name)));
   server.addService(tolerant(healthClientConstructor().service), health.implementation);
 
