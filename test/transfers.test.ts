@@ -6,7 +6,8 @@ import { ANSI, cliCommandLine, randomBytes, sha256File, waitFor, withCluster, wi
 import { chunkIdOf } from "../src/core/chunk-id";
 import { LIST_MANIFESTS_MAX_FILE_CHUNKS } from "../src/core/limits";
 import { StoragePool } from "../src/rpc/client";
-import { downloadMany, planDownload } from "../src/client/transfers";
+import { collectOutcomes, downloadMany, type DownloadItem } from "../src/client/transfers";
+import { planDownload } from "../src/client/plans";
 import { uploadFile } from "../src/client/upload";
 
 const KiB = 1024;
@@ -121,8 +122,8 @@ describe("transfers", () => {
         expect((await cluster.run(["upload", join(dir, "small"), join(dir, "big"), "--prefix", "t/", "--chunk-size", "64KiB", "--quiet"])).exitCode).toBe(0);
 
         const master = cluster.api();
-        const items = await planDownload(master, "t", join(dir, "out"));
-        expect(items.map((i) => [i.name, i.manifest?.chunks.length])).toEqual([["t/big", undefined], ["t/small", 1]]);
+        const plan = await planDownload(master, "t", join(dir, "out"));
+        expect([...(plan.items() as Iterable<DownloadItem>)].map((i) => [i.name, i.manifest?.chunks.length])).toEqual([["t/big", undefined], ["t/small", 1]]);
 
         // Replaced after the listing, and the old chunk collected: the listed manifest is stale.
         await writeFile(join(dir, "small"), newBytes);
@@ -135,13 +136,49 @@ describe("transfers", () => {
 
         const pool = new StoragePool();
         try {
-          const outcomes = await downloadMany(master, pool, items);
+          const outcomes = await collectOutcomes<DownloadItem, unknown>((onOutcome) => downloadMany(master, pool, plan, onOutcome));
           expect(outcomes.map((o) => [o.item.name, o.error])).toEqual([["t/big", undefined], ["t/small", undefined]]);
         } finally {
           pool.close();
         }
         expect(await readFile(join(dir, "out", "small"))).toEqual(Buffer.from(newBytes));
         expect(await readFile(join(dir, "out", "big"))).toEqual(Buffer.from(bigBytes));
+      });
+    });
+  });
+
+  test("a download plan too large to keep lists again, page by page, as it goes: the same items, and every file comes down", async () => {
+    await withCluster({ nodes: 1, replication: 1 }, async (cluster) => {
+      await withTempDir(async (dir) => {
+        const src = join(dir, "src");
+        await mkdir(join(src, "d"), { recursive: true });
+        // Over two pages of the master's listing (1000 files each).
+        await mkdir(join(src, "m"));
+        const names = ["a", "b", "d/c", "d/e", "f", ...Array.from({ length: 2100 }, (_, i) => `m/${String(i).padStart(4, "0")}`)];
+        for (const name of names) await writeFile(join(src, name), `bytes of ${name}`);
+        expect((await cluster.run(["upload", "-r", src, "--prefix", "big/", "--quiet"])).exitCode).toBe(0);
+        const master = cluster.api();
+        const itemsOf = async (plan: { items(): Iterable<DownloadItem> | AsyncIterable<DownloadItem> }) => {
+          const out: DownloadItem[] = [];
+          for await (const item of plan.items()) out.push(item);
+          return out;
+        };
+        const kept = await planDownload(master, "big", join(dir, "out"));
+        const relisted = await planDownload(master, "big", join(dir, "out"), 2);
+        expect(Array.isArray(kept.items())).toBe(true);
+        expect(Array.isArray(relisted.items())).toBe(false);
+        expect([relisted.files, relisted.bytes]).toEqual([kept.files, kept.bytes]);
+        expect(await itemsOf(relisted)).toEqual(await itemsOf(kept));
+        expect((await itemsOf(relisted)).map((i) => [i.name, i.manifest?.chunks.length])).toEqual(names.map((n) => [`big/${n}`, 1]));
+        const pool = new StoragePool();
+        try {
+          const outcomes = await collectOutcomes<DownloadItem, unknown>((onOutcome) => downloadMany(master, pool, relisted, onOutcome));
+          expect(outcomes.map((o) => [o.item.name, o.error])).toEqual(names.map((n) => [`big/${n}`, undefined]));
+        } finally {
+          pool.close();
+        }
+        expect(await treeOf(join(dir, "out"))).toEqual([...names].sort());
+        for (const name of [...names.slice(0, 6), names[names.length - 1]!]) expect(await readFile(join(dir, "out", ...name.split("/")), "utf8")).toBe(`bytes of ${name}`);
       });
     });
   });
@@ -153,11 +190,11 @@ describe("transfers", () => {
         await writeFile(join(dir, "kept"), bytes);
         expect((await cluster.run(["upload", join(dir, "kept"), "--prefix", "snap/", "--quiet"])).exitCode).toBe(0);
         const master = cluster.api();
-        const items = await planDownload(master, "snap", join(dir, "out"));
+        const plan = await planDownload(master, "snap", join(dir, "out"));
         expect((await cluster.run(["delete", "snap/kept"])).exitCode).toBe(0);
         const pool = new StoragePool();
         try {
-          const outcomes = await downloadMany(master, pool, items);
+          const outcomes = await collectOutcomes<DownloadItem, unknown>((onOutcome) => downloadMany(master, pool, plan, onOutcome));
           expect(outcomes.map((o) => o.error)).toEqual([undefined]);
         } finally {
           pool.close();

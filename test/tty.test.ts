@@ -44,4 +44,22 @@ describe("on a terminal", () => {
       });
     });
   });
+
+  test("a terminal keeps the first 1000 per-file lines until the progress closes, then counts the rest", async () => {
+    await withCluster({ nodes: 1, replication: 1 }, async (cluster) => {
+      await withTempDir(async (dir) => {
+        const src = join(dir, "src");
+        await mkdir(src);
+        for (let i = 0; i < 1005; i++) await writeFile(join(src, `f${String(i).padStart(4, "0")}`), `${i}`);
+        const env = { DROPBOX_MASTER: cluster.master.address };
+        const up = await onTerminal(["upload", "-r", src, "--prefix", "many"], env);
+        expect(up.exitCode).toBe(0);
+        expect(up.output.match(/uploaded many\/f\d{4} /g)).toHaveLength(1000);
+        // In plan order: the first thousand by name.
+        expect(up.output).toMatch(/^uploaded many\/f0999 /m);
+        expect(up.output).not.toMatch(/^uploaded many\/f1000 /m);
+        expect(up.output).toMatch(/^… and 5 more files \(--json lists every one\)\r?\n1005 of 1005 files uploaded/m);
+      });
+    });
+  });
 });

@@ -6,10 +6,12 @@ import { invalidArgument } from "../core/errors";
 import { assertName } from "../core/names";
 import { MasterApi, StoragePool } from "../rpc/client";
 import { downloadFile } from "../client/download";
-import { DOWNLOAD_FILES_IN_FLIGHT, downloadMany, failureOf, planDownload } from "../client/transfers";
+import { planDownload } from "../client/plans";
+import { DOWNLOAD_FILES_IN_FLIGHT, type DownloadItem, type Outcome, downloadMany, failureOf } from "../client/transfers";
+import type { FileInfo } from "../rpc/messages";
 import { formatBytes, formatDuration, liveOutput, report, type OutputOptions } from "./output";
 import { transferProgress } from "./progress";
-import { batchError } from "./transfer-result";
+import { TransferReport } from "./transfer-report";
 import { EXIT } from "./exit-codes";
 
 export interface DownloadFlags extends OutputOptions {
@@ -28,7 +30,7 @@ export async function downloadCommand(name: string, output: string | undefined, 
   try {
     const item = { name, output: target, size: 0 };
     // Progress goes to the terminal; with '-' stdout carries the file's bytes, so none then.
-    const progress = transferProgress(target !== "-" && liveOutput(flags), "downloading", [item], () => name, 1);
+    const progress = transferProgress(target !== "-" && liveOutput(flags), "downloading", { files: 1, bytes: 0 }, () => name, 1);
     progress.events.onStart?.(0, item);
     const file = await downloadFile({ master, pool, name, output: target, onProgress: (bytes) => progress.events.onProgress?.(0, item, bytes) }).finally(() => progress.finish());
     // With '-' the file's bytes are stdout: say nothing more there.
@@ -46,22 +48,28 @@ async function downloadTree(prefix: string, dir: string, flags: DownloadFlags, a
   const master = new MasterApi(masterAddress(argv, flags.master));
   const pool = new StoragePool();
   try {
-    const items = await planDownload(master, prefix, dir);
+    const plan = await planDownload(master, prefix, dir);
     const started = Date.now();
-    const progress = transferProgress(liveOutput(flags), "downloading", items, (item) => item.name, DOWNLOAD_FILES_IN_FLIGHT);
-    const outcomes = await downloadMany(master, pool, items, progress.events);
+    const live = liveOutput(flags);
+    const progress = transferProgress(live, "downloading", plan, (item: DownloadItem) => item.name, DOWNLOAD_FILES_IN_FLIGHT);
+    const out = new TransferReport(flags, live);
+    const onOutcome = (o: Outcome<DownloadItem, FileInfo>) => {
+      if (o.result) {
+        const file = o.result;
+        out.fileDone({ ...file, output: o.item.output }, `downloaded ${file.name} to ${o.item.output} (${formatBytes(file.size)}, content hash verified)`, file.size);
+      } else {
+        const error = failureOf(o.error);
+        out.fileFailed({ name: o.item.name, output: o.item.output, error }, `FAILED ${o.item.name}: ${error.message}`, o.item.name, o.error);
+      }
+    };
+    // A listing that fails part-way (the master went away) ends the command once the files in
+    // flight are done; the report still closes over what came down.
+    const fetched = await downloadMany(master, pool, plan, onOutcome, progress.events).then(() => null, (err: unknown) => err);
     await progress.finish();
     const elapsedMs = Date.now() - started;
-    const done = outcomes.flatMap((o) => (o.result ? [{ file: o.result, output: o.item.output }] : []));
-    const failed = outcomes.filter((o) => o.error !== undefined).map((o) => ({ name: o.item.name, output: o.item.output, error: failureOf(o.error) }));
-    const bytes = done.reduce((sum, d) => sum + d.file.size, 0);
-    report(flags, { files: done.map((d) => ({ ...d.file, output: d.output })), failed, totals: { files: done.length, bytes, elapsedMs } }, () => {
-      const lines = done.map((d) => `downloaded ${d.file.name} to ${d.output} (${formatBytes(d.file.size)}, content hash verified)`);
-      for (const f of failed) lines.push(`FAILED ${f.name}: ${f.error.message}`);
-      lines.push(`${done.length} of ${items.length} files downloaded, ${formatBytes(bytes)} in ${formatDuration(elapsedMs)}`);
-      return lines.join("\n");
-    });
-    const error = batchError(outcomes, (item) => item.name);
+    out.finish({ failed: out.failures(), totals: { files: out.done, bytes: out.bytes, elapsedMs } }, `${out.done} of ${out.done + out.failed} files downloaded, ${formatBytes(out.bytes)} in ${formatDuration(elapsedMs)}`);
+    if (fetched) throw fetched;
+    const error = out.error();
     if (error) throw error;
     return EXIT.OK;
   } finally {

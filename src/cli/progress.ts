@@ -69,21 +69,21 @@ export class LiveBoard {
 const rate = (bytes: number, sinceMs: number) => `${formatBytes(Math.round(bytes / Math.max((Date.now() - sinceMs) / 1000, 0.001)))}/s`;
 
 /** Per-file lines (one per file in flight) with bytes and rate, plus an overall line; `events` feed it. */
-export function transferProgress<T extends { size: number }>(live: boolean, verb: string, items: T[], label: (item: T) => string, lanes: number): { events: TransferEvents<T>; finish(): Promise<void> } {
-  if (!live || items.length === 0) return { events: {}, finish: async () => {} };
-  const laneCount = Math.min(lanes, items.length, MAX_FILE_LINES);
+export function transferProgress<T extends { size: number }>(live: boolean, verb: string, totals: { files: number; bytes: number }, label: (item: T) => string, lanes: number): { events: TransferEvents<T>; finish(): Promise<void> } {
+  if (!live || totals.files === 0) return { events: {}, finish: async () => {} };
+  const laneCount = Math.min(lanes, totals.files, MAX_FILE_LINES);
   const shown = (lane: number) => lane < laneCount;
-  const totalBytes = items.reduce((sum, item) => sum + item.size, 0);
+  const totalBytes = totals.bytes;
   const started = Date.now();
   let filesDone = 0;
   let failed = 0;
   let finishedBytes = 0;
   const current = new Map<number, { item: T; bytes: number; started: number }>();
-  const board = new LiveBoard([`${verb} 0/${items.length} files`, ...Array.from({ length: laneCount }, () => "waiting")]);
+  const board = new LiveBoard([`${verb} 0/${totals.files} files`, ...Array.from({ length: laneCount }, () => "waiting")]);
   const overall = () => {
     let bytes = finishedBytes;
     for (const c of current.values()) bytes += c.bytes;
-    board.set(0, `${verb} ${filesDone}/${items.length} files${failed ? ` (${failed} failed)` : ""}  ${formatBytes(bytes)}${totalBytes ? ` / ${formatBytes(totalBytes)}` : ""}  ${rate(bytes, started)}`);
+    board.set(0, `${verb} ${filesDone}/${Math.max(totals.files, filesDone)} files${failed ? ` (${failed} failed)` : ""}  ${formatBytes(bytes)}${totalBytes ? ` / ${formatBytes(totalBytes)}` : ""}  ${rate(bytes, started)}`);
   };
   const events: TransferEvents<T> = {
     onStart(lane, item) {

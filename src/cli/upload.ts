@@ -4,11 +4,12 @@ import { invalidArgument } from "../core/errors";
 import { DEFAULT_CHUNK_SIZE_BYTES } from "../core/limits";
 import { parseSize } from "../core/size";
 import { MasterApi, StoragePool } from "../rpc/client";
-import { assertUploadChunkSize } from "../client/upload";
-import { UPLOAD_FILES_IN_FLIGHT, failureOf, planUpload, prefixDirectory, uploadMany } from "../client/transfers";
-import { formatBytes, formatDuration, liveOutput, note, report, type OutputOptions } from "./output";
+import { assertUploadChunkSize, type UploadResult } from "../client/upload";
+import { planUpload, prefixDirectory } from "../client/plans";
+import { type Outcome, UPLOAD_FILES_IN_FLIGHT, type UploadItem, failureOf, uploadMany } from "../client/transfers";
+import { formatBytes, formatDuration, liveOutput, note, type OutputOptions } from "./output";
 import { transferProgress } from "./progress";
-import { batchError } from "./transfer-result";
+import { TransferReport } from "./transfer-report";
 import { EXIT } from "./exit-codes";
 
 export interface UploadFlags extends OutputOptions {
@@ -25,37 +26,43 @@ export async function uploadCommand(paths: string[], flags: UploadFlags, argv: s
   if (as !== undefined && (paths.length !== 1 || flags.recursive)) throw invalidArgument("--as names one file; give exactly one file (and no -r) with it");
   if (as !== undefined && prefix !== "") throw invalidArgument("--as and --prefix do not go together: --as gives the whole name");
   const chunkSize = assertUploadChunkSize(flags.chunkSize === undefined ? DEFAULT_CHUNK_SIZE_BYTES : parseSize(stringFlag(argv, "chunk-size", flags.chunkSize), "--chunk-size"));
-  const { items, skipped } = await planUpload(paths.map(String), { recursive: Boolean(flags.recursive), prefix, as });
-  for (const s of skipped) note(flags, `skipped ${s.path}: ${s.reason}`);
+  const plan = await planUpload(paths.map(String), { recursive: Boolean(flags.recursive), prefix, as });
+  for (const s of plan.skipped) note(flags, `skipped ${s.path}: ${s.reason}`);
 
   const master = new MasterApi(masterAddress(argv, flags.master));
   const pool = new StoragePool();
   try {
     const started = Date.now();
-    const progress = transferProgress(liveOutput(flags), "uploading", items, (item) => item.name, UPLOAD_FILES_IN_FLIGHT);
-    const outcomes = await uploadMany(master, pool, items, chunkSize, progress.events);
+    const live = liveOutput(flags);
+    const progress = transferProgress(live, "uploading", plan, (item: UploadItem) => item.name, UPLOAD_FILES_IN_FLIGHT);
+    const out = new TransferReport(flags, live);
+    let retries = 0;
+    const onOutcome = (o: Outcome<UploadItem, UploadResult>) => {
+      if (o.result) {
+        const r = o.result;
+        retries += r.retries;
+        out.fileDone(
+          { ...r.file, chunksWritten: r.chunksWritten, chunksDeduplicated: r.chunksDeduplicated, retries: r.retries },
+          `uploaded ${r.file.name} (${formatBytes(r.file.size)}, ${r.file.chunkCount} chunks, ${r.chunksWritten} copies written, ${r.chunksDeduplicated} deduplicated${r.retries ? `, ${r.retries} retried` : ""})`,
+          r.file.size,
+        );
+      } else {
+        const error = failureOf(o.error);
+        out.fileFailed({ path: o.item.path, name: o.item.name, error }, `FAILED ${o.item.name} (${o.item.path}): ${error.message}`, o.item.path, o.error);
+      }
+    };
+    // A walk that fails part-way (a directory removed meanwhile) ends the command once the
+    // files in flight are done; the report still closes over what was sent.
+    const sent = await uploadMany(master, pool, plan, chunkSize, onOutcome, progress.events).then(() => null, (err: unknown) => err);
     await progress.finish();
     const elapsedMs = Date.now() - started;
-    const done = outcomes.flatMap((o) => (o.result ? [o.result] : []));
-    const failed = outcomes.filter((o) => o.error !== undefined).map((o) => ({ path: o.item.path, name: o.item.name, error: failureOf(o.error) }));
-    const bytes = done.reduce((sum, r) => sum + r.file.size, 0);
-    report(
-      flags,
-      {
-        files: done.map((r) => ({ ...r.file, chunksWritten: r.chunksWritten, chunksDeduplicated: r.chunksDeduplicated, retries: r.retries })),
-        skipped,
-        failed,
-        totals: { files: done.length, bytes, elapsedMs, retries: done.reduce((sum, r) => sum + r.retries, 0) },
-      },
-      () => {
-        const lines = done.map((r) => `uploaded ${r.file.name} (${formatBytes(r.file.size)}, ${r.file.chunkCount} chunks, ${r.chunksWritten} copies written, ${r.chunksDeduplicated} deduplicated${r.retries ? `, ${r.retries} retried` : ""})`);
-        for (const f of failed) lines.push(`FAILED ${f.name} (${f.path}): ${f.error.message}`);
-        if (items.length === 0) lines.push("no files to upload");
-        else if (items.length > 1) lines.push(`${done.length} of ${items.length} files uploaded, ${formatBytes(bytes)} in ${formatDuration(elapsedMs)}`);
-        return lines.join("\n");
-      },
+    const attempted = out.done + out.failed;
+    out.finish(
+      { skipped: plan.skipped, failed: out.failures(), totals: { files: out.done, bytes: out.bytes, elapsedMs, retries } },
+      attempted === 0 ? "no files to upload" : attempted > 1 ? `${out.done} of ${attempted} files uploaded, ${formatBytes(out.bytes)} in ${formatDuration(elapsedMs)}` : null,
     );
-    const error = batchError(outcomes, (item) => item.path);
+    if (sent) throw sent;
+    const error = out.error();
     if (error) throw error;
     return EXIT.OK;
   } finally {

@@ -24,18 +24,6 @@ export async function listFiles(master: MasterApi, prefix = ""): Promise<FileInf
   }, (file) => file.name);
 }
 
-/**
- * Every file under `prefix` with its manifest, paging through the master's ListManifests.
- * Files too large to come whole in a page have no chunks here (see `isWhole`).
- */
-export async function listManifests(master: MasterApi, prefix = ""): Promise<GetManifestResponse[]> {
-  assertPrefix(prefix);
-  return everyPage(async (startAfter) => {
-    const page = await master.listManifests({ prefix, startAfter });
-    return { entries: page.manifests, truncated: page.truncated };
-  }, (manifest) => manifest.file!.name);
-}
-
 /** True when a listed manifest carries all of its file's chunks. */
 export const isWhole = (manifest: GetManifestResponse) => manifest.chunks.length === manifest.file!.chunkCount;
 

@@ -1,17 +1,15 @@
 /**
  * Moving many files in one command: a bounded number of files in flight, sharing one
  * master channel and one node pool. Each file goes through the single-file engine
- * (`uploadFile` / `downloadFile`); this module only schedules them and plans names.
+ * (`uploadFile` / `downloadFile`); this module only schedules them (plans.ts makes the plans).
  */
-import { lstat, mkdir, readdir, stat } from "node:fs/promises";
-import { basename, dirname, join, relative, resolve, sep } from "node:path";
-import { DropboxError, errorMessage, invalidArgument, notFound } from "../core/errors";
+import { mkdir } from "node:fs/promises";
+import { dirname } from "node:path";
+import { DropboxError, errorMessage } from "../core/errors";
 import { CLIENT_INFLIGHT_BUDGET_BYTES } from "../core/limits";
-import { assertName, assertPrefix } from "../core/names";
 import type { MasterApi, StoragePool } from "../rpc/client";
 import type { FileInfo, GetManifestResponse } from "../rpc/messages";
 import { BatchingMaster, BatchingPool } from "./batching";
-import { isWhole, listManifests } from "./catalog";
 import { downloadFile } from "./download";
 import { uploadFile, type UploadResult } from "./upload";
 
@@ -49,6 +47,19 @@ export interface DownloadItem {
   size: number;
   /** Its manifest as listed, when it came whole. */
   manifest?: GetManifestResponse;
+}
+
+/**
+ * What a many-file command will move: counted and checked in full before anything is sent,
+ * its items handed out lazily, so memory does not grow with the number of files.
+ */
+export interface Plan<T> {
+  /** Files found when the plan was made. */
+  files: number;
+  /** Their bytes. */
+  bytes: number;
+  /** The items, in plan order (each call starts from the first). */
+  items(): Iterable<T> | AsyncIterable<T>;
 }
 
 /** A path that was not uploaded, and why. */
@@ -92,147 +103,138 @@ class ByteBudget {
   }
 }
 
-/** Runs `work` over `items` with bounded files and bytes in flight; every file is attempted, failures are returned. */
+/**
+ * Outcomes are reported in plan order, and a file may start only while it is fewer than this
+ * many places past the oldest file not yet reported: a slow large file then holds back at
+ * most this many finished small ones, and a transfer of a million files keeps no more than
+ * this many outcomes in memory. Well above the lanes, so the window only bites behind a file
+ * thousands of small files slower than the rest.
+ */
+export const REORDER_WINDOW_FILES = 8192;
+
+/**
+ * Runs `work` over `items`, pulled lazily from the iterable, with bounded files and bytes in
+ * flight; every file is attempted, and `onOutcome` hears of each in plan order. Resolves once
+ * all are reported; rejects (after the files in flight end) if the iterable itself fails.
+ */
 export async function runTransfers<T extends { size: number }, R>(
-  items: T[],
+  items: Iterable<T> | AsyncIterable<T>,
   lanes: number,
   work: (item: T, onProgress: (bytes: number) => void) => Promise<R>,
+  onOutcome: (outcome: Outcome<T, R>) => void,
   events: TransferEvents<T> = {},
-): Promise<Outcome<T, R>[]> {
-  const outcomes: Outcome<T, R>[] = new Array(items.length);
+  window = REORDER_WINDOW_FILES,
+): Promise<void> {
+  const source = Symbol.asyncIterator in items ? items[Symbol.asyncIterator]() : (items as Iterable<T>)[Symbol.iterator]();
   const budget = new ByteBudget(FILES_BUDGET_BYTES);
-  let next = 0;
+  let taken = 0;
+  let exhausted = false;
+  let sourceError: unknown = null;
+  // One pull at a time: an async iterator must not be asked again before it answered.
+  let pulling: Promise<unknown> = Promise.resolve();
+  const take = (): Promise<{ item: T; index: number } | null> => {
+    const next = pulling.then(async () => {
+      if (exhausted) return null;
+      try {
+        const result = await source.next();
+        if (!result.done) return { item: result.value, index: taken++ };
+      } catch (err) {
+        sourceError ??= err;
+      }
+      exhausted = true;
+      return null;
+    });
+    pulling = next;
+    return next;
+  };
+
+  const finished = new Map<number, Outcome<T, R>>();
+  let reported = 0;
+  const windowWaiters: { index: number; wake: () => void }[] = [];
+  const settle = (index: number, outcome: Outcome<T, R>) => {
+    finished.set(index, outcome);
+    for (let next = finished.get(reported); next; next = finished.get(reported)) {
+      finished.delete(reported++);
+      onOutcome(next);
+    }
+    for (let i = windowWaiters.length - 1; i >= 0; i--) {
+      if (windowWaiters[i]!.index < reported + window) windowWaiters.splice(i, 1)[0]!.wake();
+    }
+  };
+  const inWindow = (index: number) => (index < reported + window ? Promise.resolve() : new Promise<void>((wake) => windowWaiters.push({ index, wake })));
+
   const lane = async (laneIndex: number) => {
-    while (next < items.length) {
-      const index = next++;
-      const item = items[index]!;
+    for (let next = await take(); next; next = await take()) {
+      const { item, index } = next;
+      await inWindow(index);
       const weight = Math.min(Math.max(item.size, 1), FILES_BUDGET_BYTES);
       await budget.acquire(weight);
       events.onStart?.(laneIndex, item);
+      let outcome: Outcome<T, R>;
       try {
-        outcomes[index] = { item, result: await work(item, (bytes) => events.onProgress?.(laneIndex, item, bytes)) };
+        outcome = { item, result: await work(item, (bytes) => events.onProgress?.(laneIndex, item, bytes)) };
         events.onFinish?.(laneIndex, item);
       } catch (err) {
-        outcomes[index] = { item, error: err };
+        outcome = { item, error: err };
         events.onFinish?.(laneIndex, item, err);
       } finally {
         budget.release(weight);
       }
+      settle(index, outcome);
     }
     events.onLaneDone?.(laneIndex);
   };
-  await Promise.all(Array.from({ length: Math.min(lanes, items.length) }, (_, i) => lane(i)));
+  await Promise.all(Array.from({ length: lanes }, (_, i) => lane(i)));
+  if (sourceError) throw sourceError;
+}
+
+/** Every outcome of a transfer, in plan order: for few files (and tests). */
+export async function collectOutcomes<T, R>(run: (onOutcome: (outcome: Outcome<T, R>) => void) => Promise<void>): Promise<Outcome<T, R>[]> {
+  const outcomes: Outcome<T, R>[] = [];
+  await run((outcome) => outcomes.push(outcome));
   return outcomes;
 }
 
-/** `--prefix` as a directory: empty, or ending in exactly one '/'. */
-export function prefixDirectory(prefix: string | undefined): string {
-  const p = assertPrefix(prefix ?? "");
-  if (p === "") return "";
-  return p.endsWith("/") ? p : `${p}/`;
-}
-
-/** The local file tree under `root`: regular files with their '/'-separated relative paths; anything else is skipped with a reason. */
-async function walk(root: string, skipped: Skipped[]): Promise<{ path: string; relative: string; size: number }[]> {
-  const found: { path: string; relative: string; size: number }[] = [];
-  const visit = async (dir: string) => {
-    const entries = (await readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    for (const entry of entries) {
-      const path = join(dir, entry.name);
-      if (entry.isDirectory()) await visit(path);
-      else if (entry.isFile()) found.push({ path, relative: relative(root, path).split(sep).join("/"), size: (await stat(path)).size });
-      else skipped.push({ path, reason: entry.isSymbolicLink() ? "symbolic link (not followed)" : "not a regular file" });
-    }
-  };
-  await visit(root);
-  return found;
-}
-
-/**
- * What `upload` will send: every path given, directories expanded with `recursive`
- * (remote name = prefix + path relative to the directory), plain files as prefix +
- * basename (or `as`). Every name is validated, and duplicates refused, before anything is sent.
- */
-export async function planUpload(paths: string[], options: { recursive: boolean; prefix: string; as?: string }): Promise<{ items: UploadItem[]; skipped: Skipped[] }> {
-  const skipped: Skipped[] = [];
-  const items: UploadItem[] = [];
-  for (const path of paths) {
-    const info = await lstat(path).catch(() => null);
-    if (!info) throw invalidArgument(`${path}: no such file`);
-    if (info.isDirectory()) {
-      if (!options.recursive) throw invalidArgument(`${path} is a directory; use -r to upload the files in it`);
-      for (const file of await walk(path, skipped)) items.push({ path: file.path, name: options.prefix + file.relative, size: file.size });
-    } else {
-      // A symlink named on the command line is followed, as `cp` does.
-      const target = info.isSymbolicLink() ? await stat(path).catch(() => null) : info;
-      if (!target?.isFile()) throw invalidArgument(`${path} is not a regular file`);
-      items.push({ path, name: options.as ?? options.prefix + basename(path), size: target.size });
-    }
-  }
-  const seen = new Map<string, string>();
-  for (const item of items) {
-    assertName(item.name);
-    const other = seen.get(item.name);
-    if (other !== undefined) throw invalidArgument(`${other} and ${item.path} would both be stored as ${JSON.stringify(item.name)}`);
-    seen.set(item.name, item.path);
-  }
-  return { items, skipped };
-}
-
-/** Uploads every item; every file is attempted. */
-export function uploadMany(master: MasterApi, pool: StoragePool, items: UploadItem[], chunkSize: number, events?: TransferEvents<UploadItem>): Promise<Outcome<UploadItem, UploadResult>[]> {
+/** Uploads every item as the plan yields it; every file is attempted, each outcome reported in plan order. */
+export function uploadMany(master: MasterApi, pool: StoragePool, plan: Plan<UploadItem>, chunkSize: number, onOutcome: (outcome: Outcome<UploadItem, UploadResult>) => void, events?: TransferEvents<UploadItem>): Promise<void> {
   // With many files in flight their small calls are batched; one file gains nothing from it.
-  const [m, p] = items.length > 1 ? [new BatchingMaster(master), new BatchingPool(pool)] : [master, pool];
-  return runTransfers(items, UPLOAD_FILES_IN_FLIGHT, (item, onProgress) => uploadFile({ master: m, pool: p, path: item.path, name: item.name, chunkSize, expectedSize: item.size, onProgress }), events);
+  const [m, p] = plan.files > 1 ? [new BatchingMaster(master), new BatchingPool(pool)] : [master, pool];
+  const work = (item: UploadItem, onProgress: (bytes: number) => void) => uploadFile({ master: m, pool: p, path: item.path, name: item.name, chunkSize, expectedSize: item.size, onProgress });
+  return runTransfers(plan.items(), lanesFor(plan, UPLOAD_FILES_IN_FLIGHT), work, onOutcome, events);
 }
 
-/**
- * What `download -r PREFIX DIR` will fetch: every file under PREFIX (taken as a directory),
- * each to DIR + its path below PREFIX. A name that would land outside DIR is refused.
- * Small files come with their manifests (one ListManifests call per 1000 files rather than
- * a listing plus a manifest call per file).
- */
-export async function planDownload(master: MasterApi, prefix: string, dir: string): Promise<DownloadItem[]> {
-  const base = prefixDirectory(prefix);
-  const manifests = await listManifests(master, base);
-  if (manifests.length === 0) throw notFound(base ? `no files under ${JSON.stringify(base)}` : "no files in the cluster");
-  const root = resolve(dir);
-  return manifests.map((manifest) => {
-    const file = manifest.file!;
-    const rel = file.name.slice(base.length);
-    const output = resolve(root, ...rel.split("/"));
-    if (rel === "" || !output.startsWith(root + sep)) throw invalidArgument(`refusing ${JSON.stringify(file.name)}: it would be written outside ${dir}`);
-    return { name: file.name, output, size: file.size, manifest: isWhole(manifest) ? manifest : undefined };
-  });
-}
+/** Parent directories remembered as made: beyond this many the memory is cleared (mkdir of an existing one is cheap). */
+const MADE_DIRECTORIES_REMEMBERED = 4096;
 
-/** Downloads every item, creating parent directories; every file is attempted. */
-export function downloadMany(master: MasterApi, pool: StoragePool, items: DownloadItem[], events?: TransferEvents<DownloadItem>): Promise<Outcome<DownloadItem, FileInfo>[]> {
-  const [m, p] = items.length > 1 ? [new BatchingMaster(master), new BatchingPool(pool)] : [master, pool];
+/** Downloads every item as the plan yields it, creating parent directories; every file is attempted. */
+export function downloadMany(master: MasterApi, pool: StoragePool, plan: Plan<DownloadItem>, onOutcome: (outcome: Outcome<DownloadItem, FileInfo>) => void, events?: TransferEvents<DownloadItem>): Promise<void> {
+  const [m, p] = plan.files > 1 ? [new BatchingMaster(master), new BatchingPool(pool)] : [master, pool];
   // Each parent directory is made once, not once per file (1000 files: 1000 mkdir calls).
   const parents = new Map<string, Promise<unknown>>();
   const makeParent = (dir: string) => {
     let made = parents.get(dir);
-    if (!made) parents.set(dir, (made = mkdir(dir, { recursive: true })));
+    if (!made) {
+      if (parents.size >= MADE_DIRECTORIES_REMEMBERED) parents.clear();
+      parents.set(dir, (made = mkdir(dir, { recursive: true })));
+    }
     return made;
   };
-  return runTransfers(
-    items,
-    DOWNLOAD_FILES_IN_FLIGHT,
-    async (item, onProgress) => {
-      await makeParent(dirname(item.output));
-      const download = (manifest?: GetManifestResponse) => downloadFile({ master: m, pool: p, name: item.name, output: item.output, onProgress, manifest });
-      if (!item.manifest) return download();
-      // A manifest listed earlier may be stale: a file replaced since, and its old chunks
-      // collected, cannot be read. Its current manifest is asked for once.
-      return download(item.manifest).catch((err) => {
-        if (err instanceof DropboxError && err.kind === "UNAVAILABLE") return download();
-        throw err;
-      });
-    },
-    events,
-  );
+  const work = async (item: DownloadItem, onProgress: (bytes: number) => void) => {
+    await makeParent(dirname(item.output));
+    const download = (manifest?: GetManifestResponse) => downloadFile({ master: m, pool: p, name: item.name, output: item.output, onProgress, manifest });
+    if (!item.manifest) return download();
+    // A manifest listed earlier may be stale: a file replaced since, and its old chunks
+    // collected, cannot be read. Its current manifest is asked for once.
+    return download(item.manifest).catch((err) => {
+      if (err instanceof DropboxError && err.kind === "UNAVAILABLE") return download();
+      throw err;
+    });
+  };
+  return runTransfers(plan.items(), lanesFor(plan, DOWNLOAD_FILES_IN_FLIGHT), work, onOutcome, events);
 }
+
+/** Lanes for a plan: no more than it has files (a plan re-read lazily may find a few more; they queue). */
+const lanesFor = (plan: Plan<unknown>, most: number) => Math.max(1, Math.min(most, plan.files));
 
 /** A one-line account of a failed file, for reports. */
 export function failureOf(error: unknown): { kind: string; message: string } {
