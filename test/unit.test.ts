@@ -8,7 +8,9 @@ import { parseHostPort } from "../src/core/address";
 import { assertChunkId, chunkIdOf, chunkIdOfAsync, contentHashOf, isChunkId } from "../src/core/chunk-id";
 import { allocShared, sha256WorkerStats } from "../src/core/sha256-worker";
 import { nameProblem } from "../src/core/names";
-import { table } from "../src/cli/output";
+import { BufferedOut, table } from "../src/cli/output";
+import { listJson, listTable } from "../src/cli/list";
+import { StreamedJsonList } from "../src/cli/output";
 import { Semaphore } from "../src/core/semaphore";
 import { formatBytes, parseSize } from "../src/core/size";
 import { REPAIR_SCAN_PAGE_CHUNKS } from "../src/core/limits";
@@ -636,5 +638,39 @@ describe("output tables", () => {
     expect(lines).toHaveLength(1_100_001);
     expect(lines[1]).toBe(`f0${" ".repeat("f1099999".length - 2)}  4 KiB`);
     expect(lines.at(-1)).toBe("f1099999  4 KiB");
+  });
+});
+
+describe("streamed listings", () => {
+  const file = (name: string, size: number) => ({ name, size, chunkCount: 1, chunkSize: 4194304, contentHash: "", createdAtMs: 0 });
+  async function* pages(...batches: (ReturnType<typeof file>[] | Error)[]) {
+    for (const batch of batches) {
+      if (batch instanceof Error) throw batch;
+      yield batch;
+    }
+  }
+
+  test("a long table is printed as it is read: the first rows set the widths, later ones keep them", async () => {
+    const written: string[] = [];
+    await listTable(pages([file("a", 1), file("bb", 2)], [file("ccc", 3), file("d", 4), file("a-much-longer-name", 5)]), new BufferedOut((t) => written.push(t)), 3);
+    const lines = written.join("").trimEnd().split("\n").map((l) => l.replace(/\s+(\S+ \S+|CREATED)$/, "")); // drop CREATED
+    expect(lines).toEqual(["NAME  SIZE  CHUNKS", "a     1 B   1", "bb    2 B   1", "ccc   3 B   1", "d     4 B   1", "a-much-longer-name  5 B   1"]);
+    const none: string[] = [];
+    await listTable(pages(), new BufferedOut((t) => none.push(t)), 3);
+    expect(none.join("")).toBe("no files\n");
+  });
+
+  test("a JSON listing cut short by an error is still one whole document, and the error goes on", async () => {
+    const written: string[] = [];
+    const doc = new StreamedJsonList(new BufferedOut((t) => written.push(t)), "files");
+    await expect(listJson(pages([file("a", 1)], [file("b", 2)], new Error("master went away")), doc)).rejects.toThrow("master went away");
+    expect(JSON.parse(written.join("")).files.map((f: { name: string }) => f.name)).toEqual(["a", "b"]);
+    const early: string[] = [];
+    await expect(listJson(pages(new Error("unreachable")), new StreamedJsonList(new BufferedOut((t) => early.push(t)), "files"))).rejects.toThrow("unreachable");
+    expect(early).toEqual([]);
+    const tail: string[] = [];
+    const withTail = new StreamedJsonList(new BufferedOut((t) => tail.push(t)), "files");
+    withTail.end({ totals: { files: 0 } });
+    expect(JSON.parse(tail.join(""))).toEqual({ files: [], totals: { files: 0 } });
   });
 });

@@ -17,13 +17,68 @@ export function report(options: OutputOptions, json: unknown, text: () => string
   }
 }
 
-/** Lays out rows under headers in aligned columns. */
-export function table(headers: string[], rows: string[][]): string {
+/** Column widths for rows under headers: the widest cell of each column. */
+export function columnWidths(headers: string[], rows: string[][]): number[] {
   // A loop, not Math.max(...column): spreading a million rows into one call overflows the stack.
   const widths = headers.map((h) => h.length);
   for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i]!, cell.length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join("  ");
-  return [line(headers), ...rows.map(line)].join("\n");
+  return widths;
+}
+
+/** One row in columns of the given widths (a wider cell pushes the rest of its own row only). */
+export const tableLine = (cells: string[], widths: number[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join("  ");
+
+/** Lays out rows under headers in aligned columns. */
+export function table(headers: string[], rows: string[][]): string {
+  const widths = columnWidths(headers, rows);
+  return [tableLine(headers, widths), ...rows.map((row) => tableLine(row, widths))].join("\n");
+}
+
+/** Output gathered before one write: a system call per 64 KiB rather than per line. */
+const OUT_FLUSH_BYTES = 64 * 1024;
+
+/** Stdout written in 64 KiB pieces, for reports that stream a line or an entry per file. */
+export class BufferedOut {
+  private pending = "";
+
+  constructor(private readonly sink: (text: string) => unknown = writeOut) {}
+
+  write(text: string) {
+    this.pending += text;
+    if (this.pending.length >= OUT_FLUSH_BYTES) this.flush();
+  }
+
+  flush() {
+    if (this.pending) this.sink(this.pending);
+    this.pending = "";
+  }
+}
+
+/**
+ * One JSON document `{"KEY":[...], ...tail}` written as its list's entries arrive, so a report
+ * of a million entries is never held whole.
+ */
+export class StreamedJsonList {
+  /** True once the document has begun on stdout (and so must be ended, even after a failure). */
+  started = false;
+
+  constructor(
+    private readonly out: BufferedOut,
+    private readonly key: string,
+  ) {}
+
+  push(entry: unknown) {
+    this.out.write(`${this.started ? "," : `{${JSON.stringify(this.key)}:[`}${JSON.stringify(entry)}`);
+    this.started = true;
+  }
+
+  /** Closes the list, adds `tail`'s keys after it, and flushes. */
+  end(tail: Record<string, unknown> = {}) {
+    const rest = JSON.stringify(tail).slice(1);
+    this.out.write(`${this.started ? "]" : `{${JSON.stringify(this.key)}:[]`}${rest === "}" ? "}" : `,${rest}`}\n`);
+    this.started = true;
+    this.out.flush();
+  }
 }
 
 export { formatBytes };

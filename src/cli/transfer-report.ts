@@ -9,14 +9,11 @@
  * command's error names how many failed and the first.
  */
 import { DropboxError, invalidArgument } from "../core/errors";
-import { writeOut } from "../core/stdio";
 import { failureOf } from "../client/transfers";
-import type { OutputOptions } from "./output";
+import { BufferedOut, StreamedJsonList, type OutputOptions } from "./output";
 
 /** Lines of each kind (done, failed) a terminal report keeps until the progress board closes. */
 const LIVE_LINES_KEPT = 1000;
-/** Output gathered before one write: one system call per 64 KiB rather than per file. */
-const FLUSH_BYTES = 64 * 1024;
 
 export class TransferReport {
   /** Files done, and their bytes. */
@@ -25,8 +22,8 @@ export class TransferReport {
   failed = 0;
   private firstFailure: { label: string; error: unknown } | null = null;
   private readonly failedEntries: object[] = [];
-  private pending = "";
-  private jsonStarted = false;
+  private readonly out = new BufferedOut();
+  private readonly json = new StreamedJsonList(this.out, "files");
   private readonly held = { done: [] as string[], failed: [] as string[], doneDropped: 0, failedDropped: 0 };
 
   /** `live`: a progress board is on the terminal until `finish`. */
@@ -39,10 +36,8 @@ export class TransferReport {
   fileDone(entry: object, line: string, bytes: number) {
     this.done++;
     this.bytes += bytes;
-    if (this.options.json) {
-      this.write(`${this.jsonStarted ? "," : '{"files":['}${JSON.stringify(entry)}`);
-      this.jsonStarted = true;
-    } else if (!this.options.quiet) this.line(line, "done");
+    if (this.options.json) this.json.push(entry);
+    else if (!this.options.quiet) this.line(line, "done");
   }
 
   /** A file failed: its JSON entry, its line of text, and what the exit error calls it. */
@@ -63,17 +58,15 @@ export class TransferReport {
    * (`tail`'s keys after "files"), or the held lines and the summary line.
    */
   finish(tail: Record<string, unknown>, summary: string | null) {
-    if (this.options.json) {
-      this.write(`${this.jsonStarted ? "]," : '{"files":[],'}${JSON.stringify(tail).slice(1)}\n`);
-    } else if (!this.options.quiet) {
-      const { held } = this;
-      for (const line of held.done) this.write(`${line}\n`);
-      if (held.doneDropped > 0) this.write(`… and ${held.doneDropped} more files (--json lists every one)\n`);
-      for (const line of held.failed) this.write(`${line}\n`);
-      if (held.failedDropped > 0) this.write(`… and ${held.failedDropped} more failed files (--json lists every one)\n`);
-      if (summary) this.write(`${summary}\n`);
-    }
-    this.flush();
+    if (this.options.json) return this.json.end(tail);
+    if (this.options.quiet) return;
+    const { held, out } = this;
+    for (const line of held.done) out.write(`${line}\n`);
+    if (held.doneDropped > 0) out.write(`… and ${held.doneDropped} more files (--json lists every one)\n`);
+    for (const line of held.failed) out.write(`${line}\n`);
+    if (held.failedDropped > 0) out.write(`… and ${held.failedDropped} more failed files (--json lists every one)\n`);
+    if (summary) out.write(`${summary}\n`);
+    out.flush();
   }
 
   /** The error to exit with when files failed: the first failure's kind, naming how many failed. */
@@ -90,20 +83,10 @@ export class TransferReport {
   }
 
   private line(line: string, kind: "done" | "failed") {
-    if (!this.live) return this.write(`${line}\n`);
+    if (!this.live) return this.out.write(`${line}\n`);
     const lines = this.held[kind];
     if (lines.length < LIVE_LINES_KEPT) lines.push(line);
     else if (kind === "done") this.held.doneDropped++;
     else this.held.failedDropped++;
-  }
-
-  private write(text: string) {
-    this.pending += text;
-    if (this.pending.length >= FLUSH_BYTES) this.flush();
-  }
-
-  private flush() {
-    if (this.pending) writeOut(this.pending);
-    this.pending = "";
   }
 }

@@ -3,25 +3,23 @@ import { assertName, assertPrefix } from "../core/names";
 import type { MasterApi } from "../rpc/client";
 import type { FileInfo, GetManifestResponse } from "../rpc/messages";
 
-/** Every entry of a listing by name, page after page, until a page says it is the last. */
-async function everyPage<T>(page: (startAfter: string) => Promise<{ entries: T[]; truncated: boolean }>, nameOf: (entry: T) => string): Promise<T[]> {
-  const all: T[] = [];
+/** The files under `prefix`, a page of the master's listing at a time. */
+export async function* filePages(master: MasterApi, prefix = ""): AsyncGenerator<FileInfo[]> {
+  assertPrefix(prefix);
   let startAfter = "";
   for (;;) {
-    const { entries, truncated } = await page(startAfter);
-    all.push(...entries);
-    if (!truncated || entries.length === 0) return all;
-    startAfter = nameOf(entries[entries.length - 1]!);
+    const page = await master.listFiles({ prefix, startAfter });
+    if (page.files.length > 0) yield page.files;
+    if (!page.truncated || page.files.length === 0) return;
+    startAfter = page.files[page.files.length - 1]!.name;
   }
 }
 
 /** Every file under `prefix`, paging through the master's listing. */
 export async function listFiles(master: MasterApi, prefix = ""): Promise<FileInfo[]> {
-  assertPrefix(prefix);
-  return everyPage(async (startAfter) => {
-    const page = await master.listFiles({ prefix, startAfter });
-    return { entries: page.files, truncated: page.truncated };
-  }, (file) => file.name);
+  const all: FileInfo[] = [];
+  for await (const page of filePages(master, prefix)) for (const file of page) all.push(file);
+  return all;
 }
 
 /** True when a listed manifest carries all of its file's chunks. */
