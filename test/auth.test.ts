@@ -39,12 +39,14 @@ async function processUsage(pid: number): Promise<{ cpuMs: number; peakRssMiB: n
   return { cpuMs, peakRssMiB: Number(peak![1]) / 1024 };
 }
 
-/** Sends `body` as the raw request of `path` with no token; resolves with the status code. */
-function rawCallStatus(address: string, path: string, body: Buffer): Promise<number> {
+/** Sends `body` as the raw request of `path`, with `token` if given; resolves with the status code. */
+function rawCallStatus(address: string, path: string, body: Buffer, token?: string): Promise<number> {
   const client = new grpc.Client(address, grpc.credentials.createInsecure(), { "grpc.max_send_message_length": -1 });
   const identity = (b: Buffer) => b;
+  const metadata = new grpc.Metadata();
+  if (token) metadata.set(TOKEN_METADATA_KEY, token);
   return new Promise<number>((resolve) => {
-    client.makeUnaryRequest(path, identity, identity, body, new grpc.Metadata(), { deadline: Date.now() + 30_000 }, (err) => resolve(err ? err.code : 0));
+    client.makeUnaryRequest(path, identity, identity, body, metadata, { deadline: Date.now() + 30_000 }, (err) => resolve(err ? err.code : 0));
   }).finally(() => client.close());
 }
 
@@ -89,6 +91,30 @@ describe("tokens", () => {
         expect(after.cpuMs - before.cpuMs).toBeLessThan(1500);
         expect(after.peakRssMiB - before.peakRssMiB).toBeLessThan(200);
       }
+    });
+  });
+
+  test("a read-only caller's list of millions of tiny items is refused before it is decoded", async () => {
+    await withCluster({ nodes: 1, replication: 1, ...SECURED, env: { DROPBOX_TOKEN: TOKEN } }, async (cluster) => {
+      const size = 60 * 1024 * 1024;
+      const targets = [
+        { server: cluster.nodes[0]!, path: "/dropbox.StorageService/VerifyChunks", item: [0x0a, 0x01, 0x61] }, // chunk_ids: "a"
+        { server: cluster.master, path: "/dropbox.MasterService/GetManifests", item: [0x0a, 0x00] }, // requests: {}
+      ];
+      // The node learns the read-only token from the master when it registers.
+      await waitFor("the node to accept the read-only token", async () => (await rawCallStatus(cluster.nodes[0]!.address, "/dropbox.StorageService/VerifyChunks", Buffer.from([0x0a, 0x00]), READ_TOKEN)) !== grpc.status.UNAUTHENTICATED);
+      for (const { server, path, item } of targets) {
+        const body = Buffer.alloc(size - (size % item.length), Buffer.from(item));
+        const before = await processUsage(server.pid);
+        for (let i = 0; i < 3; i++) expect(`${path}:${await rawCallStatus(server.address, path, body, READ_TOKEN)}`).toBe(`${path}:${grpc.status.INVALID_ARGUMENT}`);
+        const after = await processUsage(server.pid);
+        // Received (60 MiB each) but never decoded.
+        expect(after.cpuMs - before.cpuMs).toBeLessThan(1500);
+        expect(after.peakRssMiB - before.peakRssMiB).toBeLessThan(400);
+      }
+      // Lists of a legitimate length still pass.
+      const list = await cluster.run(["list", "--json"], { env: { DROPBOX_TOKEN: READ_TOKEN } });
+      expect(list.exitCode).toBe(0);
     });
   });
 

@@ -23,6 +23,7 @@ import { loadScrubState, msUntilNextPass } from "../src/node/scrubber";
 import { Coalescer } from "../src/rpc/batch";
 import { StoragePool } from "../src/rpc/client";
 import { unavailableCause } from "../src/rpc/status";
+import { overlongList } from "../src/rpc/list-bound";
 import { waitFor } from "./poll";
 
 describe("chunk ids", () => {
@@ -672,5 +673,27 @@ describe("streamed listings", () => {
     const withTail = new StreamedJsonList(new BufferedOut((t) => tail.push(t)), "files");
     withTail.end({ totals: { files: 0 } });
     expect(JSON.parse(tail.join(""))).toEqual({ files: [], totals: { files: 0 } });
+  });
+});
+
+describe("list bounds before decoding", () => {
+  const field = (n: number, payload: number[]) => [(n << 3) | 2, payload.length, ...payload];
+  test("a top-level field repeated past the bound is found; up to it, and below the top level, nothing is", () => {
+    const items = (n: number, count: number) => Array.from({ length: count }, () => field(n, [0x61])).flat();
+    expect(overlongList(Uint8Array.from(items(1, 5)), 5)).toBeNull();
+    expect(overlongList(Uint8Array.from(items(1, 6)), 5)).toBe(1);
+    // Two lists of five, a varint, a fixed64 and a fixed32 field between them.
+    const mixed = [...items(2, 5), 0x30, 0x96, 0x01, 0x21, 1, 2, 3, 4, 5, 6, 7, 8, 0x2d, 1, 2, 3, 4, ...items(3, 5)];
+    expect(overlongList(Uint8Array.from(mixed), 5)).toBeNull();
+    // Seven items inside one submessage: its bytes are skipped, not counted.
+    expect(overlongList(Uint8Array.from(field(4, items(1, 7))), 5)).toBeNull();
+    // A bytes field whose payload looks like many tags is skipped whole.
+    expect(overlongList(Uint8Array.from(field(5, items(1, 20))), 5)).toBeNull();
+  });
+
+  test("bytes that are not fields are left to the decoder", () => {
+    expect(overlongList(Uint8Array.from([0x0a, 0x80]), 1)).toBeNull(); // a length cut short
+    expect(overlongList(Uint8Array.from([0x0b, 0x0a, 0x00, 0x0a, 0x00]), 1)).toBeNull(); // a group
+    expect(overlongList(new Uint8Array(0), 1)).toBeNull();
   });
 });

@@ -8,6 +8,7 @@ import { healthClientConstructor } from "./proto";
 import { type AuthPolicy, authInterceptor } from "./auth";
 import { serverCredentials, type TlsServerConfig } from "./tls";
 import { toServiceError } from "./status";
+import { MAX_LIST_ITEMS, overlongList } from "./list-bound";
 
 /** Server options: accept whole chunks, and keep idle peers' connections cheap. */
 const SERVER_OPTIONS: grpc.ServerOptions = {
@@ -48,6 +49,9 @@ function tolerant(definition: grpc.ServiceDefinition): grpc.ServiceDefinition {
   const methods = Object.entries(definition).map(([name, method]) => {
     const decode = method.requestDeserialize;
     const requestDeserialize = (bytes: Buffer) => {
+      // Counted before decoding: a list of millions of tiny items must not be built first.
+      const overlong = overlongList(bytes);
+      if (overlong !== null) return new Undecodable(`field ${overlong} holds more than ${MAX_LIST_ITEMS} items`);
       try {
         return decode(bytes);
       } catch (err) {
