@@ -50,6 +50,19 @@ function rawCallStatus(address: string, path: string, body: Buffer, token?: stri
   }).finally(() => client.close());
 }
 
+/**
+ * Sends a server three ~60 MiB requests of `item` repeated, expecting `code` for each, and
+ * returns what they cost it: CPU time and growth of its peak RSS.
+ */
+async function floodCost(pid: number, address: string, path: string, item: number[], token: string | undefined, code: grpc.status) {
+  const size = 60 * 1024 * 1024;
+  const body = Buffer.alloc(size - (size % item.length), Buffer.from(item));
+  const before = await processUsage(pid);
+  for (let i = 0; i < 3; i++) expect(`${path}:${await rawCallStatus(address, path, body, token)}`).toBe(`${path}:${code}`);
+  const after = await processUsage(pid);
+  return { cpuMs: after.cpuMs - before.cpuMs, peakRssMiB: after.peakRssMiB - before.peakRssMiB };
+}
+
 const SECURED = { masterArgs: ["--token", TOKEN, "--read-token", READ_TOKEN], nodeArgs: ["--token", TOKEN] };
 
 describe("tokens", () => {
@@ -75,28 +88,23 @@ describe("tokens", () => {
 
   test("a caller without the token cannot make a server decode what it sends", async () => {
     await withCluster({ nodes: 1, replication: 1, ...SECURED, env: { DROPBOX_TOKEN: TOKEN } }, async (cluster) => {
-      // ~60 MiB of the smallest repeated items each method takes: decoding one such message
-      // builds tens of millions of objects (seconds of CPU, gigabytes of memory).
-      const size = 60 * 1024 * 1024;
+      // The smallest list items each method takes: decoding one flood of them builds tens of
+      // millions of objects (seconds of CPU, gigabytes of memory).
       const targets = [
         { server: cluster.nodes[0]!, path: "/dropbox.StorageService/DeleteChunks", item: [0x0a, 0x01, 0x61] }, // chunk_ids: "a"
         { server: cluster.master, path: "/dropbox.MasterService/GetManifests", item: [0x0a, 0x00] }, // requests: {}
       ];
       for (const { server, path, item } of targets) {
-        const body = Buffer.alloc(size - (size % item.length), Buffer.from(item));
-        const before = await processUsage(server.pid);
-        for (let i = 0; i < 3; i++) expect(`${path}:${await rawCallStatus(server.address, path, body)}`).toBe(`${path}:${grpc.status.UNAUTHENTICATED}`);
-        const after = await processUsage(server.pid);
+        const cost = await floodCost(server.pid, server.address, path, item, undefined, grpc.status.UNAUTHENTICATED);
         // Refused on its metadata alone, the body is never decoded (nor all read).
-        expect(after.cpuMs - before.cpuMs).toBeLessThan(1500);
-        expect(after.peakRssMiB - before.peakRssMiB).toBeLessThan(200);
+        expect(cost.cpuMs).toBeLessThan(1500);
+        expect(cost.peakRssMiB).toBeLessThan(200);
       }
     });
   });
 
   test("a read-only caller's list of millions of tiny items is refused before it is decoded", async () => {
     await withCluster({ nodes: 1, replication: 1, ...SECURED, env: { DROPBOX_TOKEN: TOKEN } }, async (cluster) => {
-      const size = 60 * 1024 * 1024;
       const targets = [
         { server: cluster.nodes[0]!, path: "/dropbox.StorageService/VerifyChunks", item: [0x0a, 0x01, 0x61] }, // chunk_ids: "a"
         { server: cluster.master, path: "/dropbox.MasterService/GetManifests", item: [0x0a, 0x00] }, // requests: {}
@@ -104,13 +112,10 @@ describe("tokens", () => {
       // The node learns the read-only token from the master when it registers.
       await waitFor("the node to accept the read-only token", async () => (await rawCallStatus(cluster.nodes[0]!.address, "/dropbox.StorageService/VerifyChunks", Buffer.from([0x0a, 0x00]), READ_TOKEN)) !== grpc.status.UNAUTHENTICATED);
       for (const { server, path, item } of targets) {
-        const body = Buffer.alloc(size - (size % item.length), Buffer.from(item));
-        const before = await processUsage(server.pid);
-        for (let i = 0; i < 3; i++) expect(`${path}:${await rawCallStatus(server.address, path, body, READ_TOKEN)}`).toBe(`${path}:${grpc.status.INVALID_ARGUMENT}`);
-        const after = await processUsage(server.pid);
+        const cost = await floodCost(server.pid, server.address, path, item, READ_TOKEN, grpc.status.INVALID_ARGUMENT);
         // Received (60 MiB each) but never decoded.
-        expect(after.cpuMs - before.cpuMs).toBeLessThan(1500);
-        expect(after.peakRssMiB - before.peakRssMiB).toBeLessThan(400);
+        expect(cost.cpuMs).toBeLessThan(1500);
+        expect(cost.peakRssMiB).toBeLessThan(400);
       }
       // Lists of a legitimate length still pass.
       const list = await cluster.run(["list", "--json"], { env: { DROPBOX_TOKEN: READ_TOKEN } });

@@ -24,49 +24,34 @@ export function overlongList(bytes: Uint8Array, maxItems = MAX_LIST_ITEMS): numb
   const counts = new Uint32Array(COUNTED_FIELDS);
   const end = bytes.byteLength;
   let at = 0;
-  while (at < end) {
-    // The tag: field number and wire type, a varint (field numbers fit 29 bits).
-    let tag = 0;
+  /** The varint at `at` (moving past it), of at most `most` bytes; -1 when cut short or longer. */
+  const varint = (most: number) => {
+    let value = 0;
     let scale = 1;
-    for (let i = 0; ; i++) {
-      if (at >= end || i >= 5) return null;
+    for (let i = 0; i < most && at < end; i++) {
       const byte = bytes[at++]!;
-      tag += (byte & 0x7f) * scale;
-      if (byte < 0x80) break;
+      value += (byte & 0x7f) * scale;
+      if (byte < 0x80) return value;
       scale *= 128;
     }
+    return -1;
+  };
+  while (at < end) {
+    // The tag: field number and wire type (field numbers fit 29 bits, so 5 bytes).
+    const tag = varint(5);
+    if (tag < 0) return null;
     const field = Math.floor(tag / 8);
     if (field < COUNTED_FIELDS && ++counts[field]! > maxItems) return field;
-    switch (tag & 7) {
-      case 0: // varint
-        for (let i = 0; ; i++) {
-          if (at >= end || i >= 10) return null;
-          if (bytes[at++]! < 0x80) break;
-        }
-        break;
-      case 1: // 64-bit
-        at += 8;
-        break;
-      case 2: {
-        // length-delimited: skip the length's worth
-        let length = 0;
-        let lengthScale = 1;
-        for (let i = 0; ; i++) {
-          if (at >= end || i >= 5) return null;
-          const byte = bytes[at++]!;
-          length += (byte & 0x7f) * lengthScale;
-          if (byte < 0x80) break;
-          lengthScale *= 128;
-        }
-        at += length;
-        break;
-      }
-      case 5: // 32-bit
-        at += 4;
-        break;
-      default: // groups (unused by this protocol) and invalid wire types: the decoder's to judge
-        return null;
-    }
+    const wireType = tag & 7;
+    if (wireType === 0 && varint(10) >= 0) continue;
+    else if (wireType === 1) at += 8;
+    else if (wireType === 2) {
+      const length = varint(5);
+      if (length < 0) return null;
+      at += length;
+    } else if (wireType === 5) at += 4;
+    // Groups (unused by this protocol), invalid wire types, a cut varint: the decoder's to judge.
+    else return null;
   }
   return null;
 }
