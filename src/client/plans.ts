@@ -12,7 +12,7 @@ import { invalidArgument, notFound } from "../core/errors";
 import { assertName, assertPrefix } from "../core/names";
 import type { MasterApi } from "../rpc/client";
 import type { FileInfo, GetManifestResponse } from "../rpc/messages";
-import { isWhole } from "./catalog";
+import { filePages, isWhole, manifestPages } from "./catalog";
 import type { DownloadItem, Plan, Skipped, UploadItem } from "./transfers";
 
 /**
@@ -201,42 +201,36 @@ export async function planDownload(master: MasterApi, prefix: string, dir: strin
     return { name: file.name, output, size: file.size, manifest: manifest && isWhole(manifest) ? manifest : undefined };
   };
 
-  let kept: DownloadItem[] | null = [];
+  const kept: DownloadItem[] = [];
+  let keptWhole = true;
   let files = 0;
   let bytes = 0;
-  let startAfter = "";
-  for (;;) {
-    // While the plan is kept, pages come with manifests; past that, names and sizes suffice.
-    let page: { items: DownloadItem[]; truncated: boolean };
-    if (kept) {
-      const listed = await master.listManifests({ prefix: base, startAfter });
-      page = { items: listed.manifests.map((m) => itemOf(m.file!, m)), truncated: listed.truncated };
-    } else {
-      const listed = await master.listFiles({ prefix: base, startAfter });
-      page = { items: listed.files.map((f) => itemOf(f)), truncated: listed.truncated };
-    }
-    for (const item of page.items) {
+  let lastName = "";
+  const count = (items: DownloadItem[]) => {
+    for (const item of items) {
       files++;
       bytes += item.size;
+      lastName = item.name;
     }
-    if (kept && kept.length + page.items.length > keepFiles) kept = null;
-    else kept?.push(...page.items);
-    if (!page.truncated || page.items.length === 0) break;
-    startAfter = page.items[page.items.length - 1]!.name;
+    return items;
+  };
+  // While the plan is kept, pages come with manifests; past that, names and sizes suffice.
+  for await (const page of manifestPages(master, base)) {
+    const items = count(page.map((m) => itemOf(m.file!, m)));
+    if (kept.length + items.length > keepFiles) {
+      keptWhole = false;
+      kept.length = 0;
+      break;
+    }
+    kept.push(...items);
   }
+  if (!keptWhole) for await (const page of filePages(master, base, lastName)) count(page.map((f) => itemOf(f)));
   if (files === 0) throw notFound(base ? `no files under ${JSON.stringify(base)}` : "no files in the cluster");
 
-  const whole = kept as DownloadItem[] | null;
-  return { files, bytes, items: () => whole ?? listAgain(master, base, itemOf) };
+  return { files, bytes, items: () => (keptWhole ? kept : listAgain(master, base, itemOf)) };
 }
 
 /** The plan's items listed afresh, a page at a time (a large plan's transfer pass). */
 async function* listAgain(master: MasterApi, prefix: string, itemOf: (file: FileInfo, manifest?: GetManifestResponse) => DownloadItem): AsyncGenerator<DownloadItem> {
-  let startAfter = "";
-  for (;;) {
-    const page = await master.listManifests({ prefix, startAfter });
-    for (const manifest of page.manifests) yield itemOf(manifest.file!, manifest);
-    if (!page.truncated || page.manifests.length === 0) return;
-    startAfter = page.manifests[page.manifests.length - 1]!.file!.name;
-  }
+  for await (const page of manifestPages(master, prefix)) for (const manifest of page) yield itemOf(manifest.file!, manifest);
 }
