@@ -22,12 +22,24 @@ async function fileChunkIds(api: MasterApi, name: string): Promise<string[]> {
   return [...new Set((await api.getManifest({ filename: name })).chunks.map((c) => c.chunkId))];
 }
 
+/** Writes DIR/f.bin of `bytes` random bytes and uploads it as f.bin in 1 MiB chunks. */
+async function uploadTestFile(cluster: TestCluster, dir: string, bytes: number) {
+  await writeFile(join(dir, "f.bin"), randomBytes(bytes));
+  expect((await cluster.run(["upload", join(dir, "f.bin"), "--chunk-size", "1MiB"])).exitCode).toBe(0);
+}
+
+/** Downloads f.bin into DIR and checks it is byte for byte the file uploaded. */
+async function expectIntactDownload(cluster: TestCluster, dir: string) {
+  const down = await cluster.run(["download", "f.bin", join(dir, "out.bin")]);
+  expect(down.exitCode).toBe(0);
+  expect(await sha256File(join(dir, "out.bin"))).toBe(await sha256File(join(dir, "f.bin")));
+}
+
 describe("self-healing", () => {
   test("a node killed and not restarted: every chunk again has 2 live replicas on disk, and the file downloads intact", async () => {
     await withCluster({ nodes: 3, replication: 2, masterArgs: FAST_MASTER, nodeArgs: FAST_NODE }, async (cluster) => {
       await withTempDir(async (dir) => {
-        await writeFile(join(dir, "f.bin"), randomBytes(20 * MiB));
-        expect((await cluster.run(["upload", join(dir, "f.bin"), "--chunk-size", "1MiB"])).exitCode).toBe(0);
+        await uploadTestFile(cluster, dir, 20 * MiB);
         const api = cluster.api();
         const ids = await fileChunkIds(api, "f.bin");
         expect(ids).toHaveLength(20);
@@ -49,9 +61,7 @@ describe("self-healing", () => {
         expect(status.nodes.find((n) => n.node?.nodeId === "node1")?.alive).toBe(false);
         await waitFor("status to show no under-replicated chunks", async () => (await api.getClusterStatus(2000)).repair?.underReplicatedChunks === 0, 10_000);
         expect((await api.getClusterStatus(2000)).repair!.repairsCompleted).toBeGreaterThan(0);
-        const down = await cluster.run(["download", "f.bin", join(dir, "out.bin")]);
-        expect(down.exitCode).toBe(0);
-        expect(await sha256File(join(dir, "out.bin"))).toBe(await sha256File(join(dir, "f.bin")));
+        await expectIntactDownload(cluster, dir);
       });
     });
   });
@@ -59,8 +69,7 @@ describe("self-healing", () => {
   test("the dead node restarted: over-replicated chunks are trimmed back to 2 copies", async () => {
     await withCluster({ nodes: 3, replication: 2, masterArgs: FAST_MASTER, nodeArgs: FAST_NODE }, async (cluster) => {
       await withTempDir(async (dir) => {
-        await writeFile(join(dir, "f.bin"), randomBytes(12 * MiB));
-        expect((await cluster.run(["upload", join(dir, "f.bin"), "--chunk-size", "1MiB"])).exitCode).toBe(0);
+        await uploadTestFile(cluster, dir, 12 * MiB);
         const ids = await fileChunkIds(cluster.api(), "f.bin");
         const victim = cluster.nodes[0]!;
         await victim.kill("SIGKILL");
@@ -73,9 +82,7 @@ describe("self-healing", () => {
           const copies = await copiesOnDisk(cluster, cluster.nodes);
           return ids.every((id) => copies.get(id) === 2) && copies.size === ids.length;
         }, 30_000, 100);
-        const down = await cluster.run(["download", "f.bin", join(dir, "out.bin")]);
-        expect(down.exitCode).toBe(0);
-        expect(await sha256File(join(dir, "out.bin"))).toBe(await sha256File(join(dir, "f.bin")));
+        await expectIntactDownload(cluster, dir);
       });
     });
   });
@@ -83,8 +90,7 @@ describe("self-healing", () => {
   test("a node back at once with an empty disk under its old id: its recorded copies are forgotten and copied back", async () => {
     await withCluster({ nodes: 2, replication: 2, masterArgs: FAST_MASTER, nodeArgs: FAST_NODE }, async (cluster) => {
       await withTempDir(async (dir) => {
-        await writeFile(join(dir, "f.bin"), randomBytes(8 * MiB));
-        expect((await cluster.run(["upload", join(dir, "f.bin"), "--chunk-size", "1MiB"])).exitCode).toBe(0);
+        await uploadTestFile(cluster, dir, 8 * MiB);
         const ids = await fileChunkIds(cluster.api(), "f.bin");
         const [wiped, other] = cluster.nodes as [ServerProcess, ServerProcess];
         expect((await cluster.chunkFiles(wiped)).size).toBe(ids.length);
@@ -100,9 +106,7 @@ describe("self-healing", () => {
         await waitFor("status to show no under-replicated chunks", async () => (await cluster.api().getClusterStatus(2000)).repair?.underReplicatedChunks === 0, 10_000);
         // The master read the empty inventory and forgot every copy it had recorded there, at once.
         expect(await readFile(cluster.master.logPath, "utf8")).toContain(`inventory of ${wiped.name}: 0 chunks, ${ids.length} missing copies forgotten`);
-        const down = await cluster.run(["download", "f.bin", join(dir, "out.bin")]);
-        expect(down.exitCode).toBe(0);
-        expect(await sha256File(join(dir, "out.bin"))).toBe(await sha256File(join(dir, "f.bin")));
+        await expectIntactDownload(cluster, dir);
       });
     });
   });
@@ -111,8 +115,7 @@ describe("self-healing", () => {
     // Passes back to back: the flip lands after the first one.
     await withCluster({ nodes: 3, replication: 2, masterArgs: FAST_MASTER, nodeArgs: [...FAST_NODE, "--scrub-rate", "64", "--scrub-interval", "0"] }, async (cluster) => {
       await withTempDir(async (dir) => {
-        await writeFile(join(dir, "f.bin"), randomBytes(4 * MiB));
-        expect((await cluster.run(["upload", join(dir, "f.bin"), "--chunk-size", "1MiB"])).exitCode).toBe(0);
+        await uploadTestFile(cluster, dir, 4 * MiB);
         const ids = await fileChunkIds(cluster.api(), "f.bin");
         const node = (await Promise.all(cluster.nodes.map(async (n) => ({ n, files: await cluster.chunkFiles(n) })))).find((x) => x.files.size > 0)!;
         const id = [...node.files.keys()][0]!;
@@ -174,8 +177,7 @@ describe("self-healing", () => {
     // No scrubbing: only the report of the node that copied the bytes may find the rot.
     await withCluster({ nodes: 3, replication: 2, masterArgs: FAST_MASTER, nodeArgs: [...FAST_NODE, "--scrub-rate", "0"] }, async (cluster) => {
       await withTempDir(async (dir) => {
-        await writeFile(join(dir, "f.bin"), randomBytes(1 * MiB));
-        expect((await cluster.run(["upload", join(dir, "f.bin"), "--chunk-size", "1MiB"])).exitCode).toBe(0);
+        await uploadTestFile(cluster, dir, 1 * MiB);
         const api = cluster.api();
         const [chunk] = (await api.getManifest({ filename: "f.bin" })).chunks;
         const [rotten, good] = chunk!.replicas.map((r) => cluster.nodes.find((n) => n.name === r.nodeId)!);
@@ -190,9 +192,7 @@ describe("self-healing", () => {
           for (const n of cluster.nodes) if (await holdsGoodCopy(n, chunk!.chunkId)) goodCopies++;
           return goodCopies === 2;
         }, 30_000, 100);
-        const down = await cluster.run(["download", "f.bin", join(dir, "out.bin")]);
-        expect(down.exitCode).toBe(0);
-        expect(await sha256File(join(dir, "out.bin"))).toBe(await sha256File(join(dir, "f.bin")));
+        await expectIntactDownload(cluster, dir);
       });
     });
   });
@@ -258,8 +258,7 @@ describe("self-healing", () => {
   test("a node frozen while its file is deleted: when it comes back (without re-registering) its orphaned copies are collected", async () => {
     await withCluster({ nodes: 3, replication: 2, masterArgs: FAST_MASTER, nodeArgs: FAST_NODE }, async (cluster) => {
       await withTempDir(async (dir) => {
-        await writeFile(join(dir, "f.bin"), randomBytes(6 * MiB));
-        expect((await cluster.run(["upload", join(dir, "f.bin"), "--chunk-size", "1MiB"])).exitCode).toBe(0);
+        await uploadTestFile(cluster, dir, 6 * MiB);
         const ids = await fileChunkIds(cluster.api(), "f.bin");
         const frozen = (await Promise.all(cluster.nodes.map(async (n) => ({ n, count: (await cluster.chunkFiles(n)).size })))).sort((a, b) => b.count - a.count)[0]!.n;
         // SIGSTOP: the process keeps its state and connections, like a host behind a network cut.
