@@ -1,9 +1,10 @@
 /** Processes come up in any order and say when they are ready. */
 import { expect, test } from "bun:test";
 import { join } from "node:path";
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile, truncate, writeFile } from "node:fs/promises";
+import { createServer, type Socket } from "node:net";
 import { checkHealth } from "../src/rpc/client";
-import { randomBytes, sha256File, TestCluster, waitFor, withTempDir } from "./harness";
+import { BIN, randomBytes, sha256File, TestCluster, waitFor, withTempDir } from "./harness";
 
 test("master and nodes answer the standard gRPC health check", async () => {
   const cluster = await TestCluster.start({ nodes: 1, replication: 1 });
@@ -57,5 +58,43 @@ test("a node re-executes itself, same pid, with the allocator tuned unless the u
     expect(await environOf(tuned.nodes[0]!.pid)).toContain("MIMALLOC_PURGE_DELAY=250");
   } finally {
     await tuned.stop();
+  }
+});
+
+test("an upload of 64 MiB or more re-executes itself with the allocator tuned; a small one does not", async () => {
+  // A "master" that accepts connections and never answers: the client is then known to be
+  // past its start-up (and any re-execution) while it waits, so its environment can be read.
+  const sockets: Socket[] = [];
+  let connections = 0;
+  const silent = createServer((socket) => {
+    connections++;
+    sockets.push(socket);
+  });
+  await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+  const master = `127.0.0.1:${(silent.address() as { port: number }).port}`;
+  const environWhileWaiting = async (file: string): Promise<string[]> => {
+    const before = connections;
+    const proc = Bun.spawn([BIN, "upload", file, "--master", master, "--quiet"], { env: { ...process.env, MIMALLOC_PURGE_DELAY: undefined }, stdout: "ignore", stderr: "ignore" });
+    try {
+      await waitFor("the upload to reach the master", () => connections > before);
+      return (await readFile(`/proc/${proc.pid}/environ`, "utf8")).split("\0");
+    } finally {
+      proc.kill("SIGKILL");
+      await proc.exited;
+    }
+  };
+  try {
+    await withTempDir(async (dir) => {
+      const big = join(dir, "big.bin");
+      await writeFile(big, "");
+      await truncate(big, 64 * 1024 * 1024); // sparse: the size is what counts
+      const small = join(dir, "small.bin");
+      await writeFile(small, randomBytes(4096));
+      expect(await environWhileWaiting(big)).toContain("MIMALLOC_PURGE_DELAY=5000");
+      expect((await environWhileWaiting(small)).some((v) => v.startsWith("MIMALLOC_PURGE_DELAY="))).toBe(false);
+    });
+  } finally {
+    for (const socket of sockets) socket.destroy();
+    silent.close();
   }
 });
