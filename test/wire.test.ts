@@ -12,7 +12,6 @@ import { StorageApi } from "../src/rpc/client";
 import { framedCounts } from "../src/rpc/framing";
 import { GET_CHUNK_HEADROOM_BYTES, getChunkResponse } from "../src/rpc/get-chunk-message";
 import type * as m from "../src/rpc/messages";
-import { StorageServiceClient } from "../src/rpc/proto";
 import { layoutPutChunk, putChunkMessageCapacity, receivedPutChunk, setPutChunkId, withRouting } from "../src/rpc/put-chunk-message";
 import { isLent } from "../src/rpc/receive-buffers";
 import { type RpcServer, startServer, unary } from "../src/rpc/server";
@@ -30,7 +29,6 @@ beforeAll(async () => {
   server = await startServer("127.0.0.1", 0, [
     {
       name: "dropbox.StorageService",
-      definition: StorageServiceClient.service,
       implementation: {
         PutChunk: unary<m.PutChunkRequest, m.PutChunkResponse>(async (request) => {
           receivedPooled = isLent(request.data);

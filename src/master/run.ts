@@ -6,7 +6,6 @@ import { formatHostPort, isLoopback } from "../core/address";
 import { tokenDigest } from "../rpc/auth";
 import { assertOwnDir, lockDataDir, type DirLock } from "../core/dir-lock";
 import { makeLog, type Log } from "../core/log";
-import { MasterServiceClient } from "../rpc/proto";
 import { startServer } from "../rpc/server";
 import { Metadata } from "./metadata";
 import { NodeRegistry } from "./node-registry";
@@ -70,7 +69,7 @@ async function startMaster(options: MasterOptions, log: Log, lock: DirLock): Pro
     options.host,
     options.port,
     [
-      { name: "dropbox.MasterService", definition: MasterServiceClient.service, implementation },
+      { name: "dropbox.MasterService", implementation },
       processStatsService("master", "master", log, () => ({ dataDir: resolve(options.dataDir) })),
     ],
     log,

@@ -14,7 +14,6 @@ import { REGISTER_RETRY_INTERVAL_MS } from "../core/limits";
 import { VERSION } from "../core/version";
 import { MAX_CHUNK_IDS_PER_REQUEST } from "../core/limits";
 import { MasterApi, StoragePool } from "../rpc/client";
-import { StorageServiceClient } from "../rpc/proto";
 import { startServer } from "../rpc/server";
 import { processStatsService } from "../rpc/stats";
 import { ChunkStore } from "./chunk-store";
@@ -102,7 +101,7 @@ async function startNode(options: NodeOptions, lock: DirLock): Promise<RunningNo
     options.host,
     options.port,
     [
-      { name: "dropbox.StorageService", definition: StorageServiceClient.service, implementation: storageService(store, peers, log, { nodeId, grantSecret: nodeSecretKey }) },
+      { name: "dropbox.StorageService", implementation: storageService(store, peers, log, { nodeId, grantSecret: nodeSecretKey }) },
       processStatsService("node", nodeId, log, async () => ({ ...(await store.usage()), dataDir })),
     ],
     log,

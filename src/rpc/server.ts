@@ -4,7 +4,6 @@ import "./receive-buffers"; // large received messages land in reused buffers
 import { formatHostPort } from "../core/address";
 import { DropboxError, invalidArgument } from "../core/errors";
 import { MAX_MESSAGE_BYTES } from "../core/limits";
-import { healthClientConstructor } from "./proto";
 import { type AuthPolicy, authInterceptor } from "./auth";
 import { serverCredentials, type TlsServerConfig } from "./tls";
 import { toServiceError } from "./status";
@@ -134,10 +133,9 @@ class HealthService {
   }
 }
 
-/** A service to serve: its definition (from a client constructor) and its handlers. */
+/** A service to serve: its full name in the protocol, and its handlers. */
 export interface ServiceBinding {
   name: string;
-  definition: grpc.ServiceDefinition;
   implementation: grpc.UntypedServiceImplementation;
 }
 
@@ -153,9 +151,11 @@ export interface RpcServer {
 export async function startServer(host: string, port: number, services: ServiceBinding[], log: (line: string) => void, auth?: AuthPolicy, tls?: TlsServerConfig): Promise<RpcServer> {
   // Tokens are checked before a request's body is read (auth.ts); health stays open.
   const server = new grpc.Server({ ...SERVER_OPTIONS, interceptors: auth ? [authInterceptor(auth)] : [] });
-  for (const service of services) server.addService(tolerant(service.definition), service.implementation);
+  // Loaded here, not at the top: client commands import this module for `unary` and must not load proto-loader.
+  const { serverDefinition } = await import("./server-definitions");
+  for (const service of services) server.addService(tolerant(serverDefinition(service.name)), service.implementation);
   const health = new HealthService(new Set(services.map((s) => s.name)));
-  server.addService(tolerant(healthClientConstructor().service), health.implementation);
+  server.addService(tolerant(serverDefinition("grpc.health.v1.Health")), health.implementation);
 
   const address = formatHostPort(host, port);
   const boundPort = await new Promise<number>((resolve, reject) => {

@@ -3,7 +3,6 @@ import type * as grpc from "@grpc/grpc-js";
 import type { Log } from "../core/log";
 import { VERSION } from "../core/version";
 import type { ProcessStats } from "./messages";
-import { ProcessServiceClient } from "./proto";
 import { rpcCounters, unary, type ServiceBinding } from "./server";
 
 /** What only the role knows: a node's store usage and data dir. */
@@ -45,5 +44,5 @@ export function processStatsService(role: "master" | "node", id: string, log: Lo
       };
     }, log),
   };
-  return { name: "dropbox.ProcessService", definition: ProcessServiceClient.service, implementation };
+  return { name: "dropbox.ProcessService", implementation };
 }
