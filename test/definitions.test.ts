@@ -8,15 +8,22 @@ import { describe, expect, test } from "bun:test";
 import type * as grpc from "@grpc/grpc-js";
 import protobuf from "protobufjs/light";
 import { DROPBOX_DESCRIPTOR, HEALTH_DESCRIPTOR } from "../src/rpc/proto";
-import { serviceDefinition } from "../src/rpc/definitions";
+import { Protocol } from "../src/rpc/definitions";
 import { serverDefinition } from "../src/rpc/server-definitions";
 
-const SERVICES: [protobuf.INamespace, string][] = [
-  [DROPBOX_DESCRIPTOR, "dropbox.MasterService"],
-  [DROPBOX_DESCRIPTOR, "dropbox.StorageService"],
-  [DROPBOX_DESCRIPTOR, "dropbox.ProcessService"],
-  [HEALTH_DESCRIPTOR, "grpc.health.v1.Health"],
+const SERVICES: [protobuf.INamespace, string, string][] = [
+  [DROPBOX_DESCRIPTOR, "dropbox", "MasterService"],
+  [DROPBOX_DESCRIPTOR, "dropbox", "StorageService"],
+  [DROPBOX_DESCRIPTOR, "dropbox", "ProcessService"],
+  [HEALTH_DESCRIPTOR, "grpc.health.v1", "Health"],
 ];
+
+/** The whole protocol as one protobufjs root, built eagerly: the reference for types and samples. */
+function referenceRoot(descriptor: protobuf.INamespace): protobuf.Root {
+  const root = protobuf.Root.fromJSON(descriptor);
+  root.resolveAll();
+  return root;
+}
 
 /** A plain object with every field of `type` set (repeated fields twice, nested messages two levels deep). */
 function sample(type: protobuf.Type, depth = 0): Record<string, unknown> {
@@ -46,10 +53,11 @@ function sample(type: protobuf.Type, depth = 0): Record<string, unknown> {
 }
 
 describe("client and server definitions", () => {
-  for (const [descriptor, service] of SERVICES) {
+  for (const [descriptor, packageName, name] of SERVICES) {
+    const service = `${packageName}.${name}`;
     test(`${service}: every method has the same path, streaming, names, bytes and decoded objects`, () => {
-      const root = protobuf.Root.fromJSON(descriptor);
-      const client = serviceDefinition(root, service);
+      const root = referenceRoot(descriptor);
+      const client = new Protocol(descriptor).service(name);
       const server = serverDefinition(service);
       expect(Object.keys(client).sort()).toEqual(Object.keys(server).sort());
       expect(Object.keys(client).length).toBeGreaterThan(0);
@@ -77,8 +85,8 @@ describe("client and server definitions", () => {
   }
 
   test("a message whose fields are all set really encodes them (the comparison above is not of empty messages)", () => {
-    const root = protobuf.Root.fromJSON(DROPBOX_DESCRIPTOR);
-    const put = serviceDefinition(root, "dropbox.MasterService").RequestPutTargets!;
+    const root = referenceRoot(DROPBOX_DESCRIPTOR);
+    const put = new Protocol(DROPBOX_DESCRIPTOR).service("MasterService").RequestPutTargets!;
     const type = (root.lookupService("dropbox.MasterService").methods.RequestPutTargets!.resolve() as protobuf.Method).resolvedRequestType!;
     const value = sample(type);
     const decoded = put.requestDeserialize(Buffer.from(put.requestSerialize(value))) as Record<string, unknown>;
@@ -86,9 +94,22 @@ describe("client and server definitions", () => {
   });
 
   test("an array where a message belongs is refused, as proto-loader refuses it", () => {
-    const client = serviceDefinition(protobuf.Root.fromJSON(DROPBOX_DESCRIPTOR), "dropbox.MasterService").ListFiles!;
+    const client = new Protocol(DROPBOX_DESCRIPTOR).service("MasterService").ListFiles!;
     const server = serverDefinition("dropbox.MasterService").ListFiles!;
     expect(() => client.requestSerialize([] as unknown as object)).toThrow(/got array/);
     expect(() => server.requestSerialize([] as unknown as object)).toThrow(/got array/);
+  });
+
+  test("a call builds only the message types it sends and receives, and what they refer to", () => {
+    const protocol = new Protocol(DROPBOX_DESCRIPTOR);
+    const master = protocol.service("MasterService");
+    expect(protocol.builtTypes()).toEqual([]);
+    const listFiles = master.ListFiles!;
+    listFiles.responseDeserialize(Buffer.from(listFiles.responseSerialize({ files: [{ name: "a" }], truncated: true })));
+    expect(protocol.builtTypes()).toEqual(["FileInfo", "ListFilesResponse"]);
+    // A nested type's references to top-level types are followed too (Placement -> StorageNode, Grant).
+    master.RequestPutTargets!.responseSerialize({ placements: [{ chunkId: "x", targets: [{ nodeId: "n" }], grants: [{}] }] });
+    expect(protocol.builtTypes()).toEqual(expect.arrayContaining(["PutTargetsResponse", "StorageNode", "Grant"]));
+    expect(protocol.builtTypes()).not.toContain("PutTargetsRequest");
   });
 });
