@@ -26,6 +26,21 @@ describe("cli", () => {
     expect(uploadHelp.stdout).toContain("--as");
   });
 
+  test("a bunfig.toml or .env in the working directory changes nothing: no preload runs, no variable is read", async () => {
+    await withTempDir(async (dir) => {
+      const marker = join(dir, "preload-ran");
+      await writeFile(join(dir, "preload.js"), `require("node:fs").writeFileSync(${JSON.stringify(marker)}, "");\n`);
+      await writeFile(join(dir, "bunfig.toml"), `preload = ["./preload.js"]\n`);
+      await writeFile(join(dir, ".env"), "DROPBOX_MASTER=127.0.0.1:1\n");
+      const env: Record<string, string> = {};
+      for (const [key, value] of Object.entries(process.env)) if (key !== "DROPBOX_MASTER" && value !== undefined) env[key] = value;
+      const proc = Bun.spawn([BIN, "list", "--quiet"], { cwd: dir, env, stdout: "pipe", stderr: "pipe" });
+      const [stderr] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
+      expect(await Bun.file(marker).exists()).toBe(false);
+      expect(stderr).not.toContain("127.0.0.1:1:");
+    });
+  });
+
   test("usage errors exit 2 with one line", async () => {
     const unknownCommand = await runCli(["frobnicate"]);
     expect(unknownCommand.exitCode).toBe(2);
