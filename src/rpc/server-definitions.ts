@@ -1,8 +1,8 @@
 /**
  * Servers' service definitions, loaded with proto-loader from the embedded descriptors.
- * Unlike the clients' (definitions.ts), they carry the protocol's descriptor protos, what
- * gRPC server reflection serves. A server loads them once, at start-up, where the extra
- * ~30 ms do not matter; clients never load this module.
+ * Unlike the clients' (definitions.ts), they carry the protocol's descriptor protos, what a
+ * gRPC reflection service would serve. A server loads them once, at start-up (with loading
+ * proto-loader itself, ~30 ms of CPU on 2 cores); clients never load this module.
  */
 import type * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
