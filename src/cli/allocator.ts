@@ -12,7 +12,7 @@
  * Storage nodes are always tuned. An upload is tuned when the files it names come to
  * `TUNED_UPLOAD_MIN_BYTES` or more: a 1 GiB upload's client took ~136,000 page faults and
  * 1.4-2.1 s of system time untuned, ~36,000 and 1.1-1.2 s tuned, at the same peak RSS
- * (2026-12-01; the client had gained nothing from it before its chunk copies were removed).
+ * (2026-12-01; an earlier measurement had found no gain for clients).
  * Smaller uploads and every other command keep the default: the re-execution costs a
  * runtime start-up (~12 ms), a large share of a short command. Downloads gained nothing
  * (1 GiB, 6 interleaved runs: median 398 MiB/s untuned, 393 tuned, at 10-20 MiB more RSS),
@@ -26,11 +26,11 @@ import { statSync } from "node:fs";
 import { selfCommand } from "../cluster/processes";
 
 /** The mimalloc option, and how long freed memory waits before it goes back to the OS. */
-export const PURGE_DELAY_ENV = "MIMALLOC_PURGE_DELAY";
+const PURGE_DELAY_ENV = "MIMALLOC_PURGE_DELAY";
 const PURGE_DELAY_MS = "5000";
 
 /** Named files an upload must come to before it pays a re-execution for the tuning. */
-export const TUNED_UPLOAD_MIN_BYTES = 64 * 1024 * 1024;
+const TUNED_UPLOAD_MIN_BYTES = 64 * 1024 * 1024;
 
 /** Bytes of the regular files among `args` (flags and names that are not files count 0). */
 function namedFileBytes(args: string[]): number {
@@ -48,7 +48,7 @@ function namedFileBytes(args: string[]): number {
 }
 
 /** Whether the command in `args` (the arguments after the executable) runs tuned. */
-export function wantsTunedAllocator(args: string[]): boolean {
+function wantsTunedAllocator(args: string[]): boolean {
   const [command, ...rest] = args;
   if (command === "node") return true;
   if (command === "upload") return namedFileBytes(rest) >= TUNED_UPLOAD_MIN_BYTES;
