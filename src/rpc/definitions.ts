@@ -47,7 +47,7 @@ interface JsonNamespace {
 const SCALAR_TYPES = new Set(["double", "float", "int32", "int64", "uint32", "uint64", "sint32", "sint64", "fixed32", "fixed64", "sfixed32", "sfixed64", "bool", "string", "bytes"]);
 
 /** lodash.camelcase of a method name, as proto-loader names a method's second alias ("ListFiles" -> "listFiles"). */
-export function methodAlias(name: string): string {
+function methodAlias(name: string): string {
   return name.charAt(0).toLowerCase() + name.slice(1);
 }
 
@@ -78,12 +78,15 @@ export class Protocol {
     this.namespace = this.root.define(this.packageName);
   }
 
-  /** The top-level names of the package that `name`, used inside `scopes` (innermost last), refers to. */
-  private resolve(name: string, scopes: JsonNamespace[]): string {
+  /**
+   * The top-level type of the package that `name`, used inside `scopes` (innermost last),
+   * refers to; null when it names a type nested in one of those scopes (it comes with it).
+   */
+  private resolve(name: string, scopes: JsonNamespace[]): string | null {
     const local = name.startsWith(`${this.packageName}.`) ? name.slice(this.packageName.length + 1) : name.replace(/^\./, "");
     const [first] = local.split(".");
-    // Names resolve innermost scope first: a type nested in the one using it comes with it.
-    for (let i = scopes.length - 1; i > 0; i--) if (scopes[i]!.nested?.[first!]) return "";
+    // Names resolve innermost scope first.
+    for (let i = scopes.length - 1; i > 0; i--) if (scopes[i]!.nested?.[first!]) return null;
     if (!this.packageJson[first!]) throw new Error(`protocol: no type ${name} in ${this.packageName}`);
     return first!;
   }
@@ -97,7 +100,7 @@ export class Protocol {
       for (const field of Object.values(json.fields ?? {})) {
         if (SCALAR_TYPES.has(field.type)) continue;
         const top = this.resolve(field.type, inner);
-        if (top !== "") this.closure(top, into);
+        if (top !== null) this.closure(top, into);
       }
       for (const nested of Object.values(json.nested ?? {})) visit(nested, inner);
     };
@@ -107,7 +110,8 @@ export class Protocol {
 
   /** The message type `name` (relative to the package), built with everything it refers to. */
   type(name: string): protobuf.Type {
-    const top = this.resolve(name, [{ nested: this.packageJson }]);
+    // With the package as the only scope, every name resolves to a top-level type.
+    const top = this.resolve(name, [{ nested: this.packageJson }])!;
     for (const needed of this.closure(top)) {
       if (this.namespace.get(needed)) continue;
       const json = this.packageJson[needed]!;
@@ -121,8 +125,8 @@ export class Protocol {
     return this.namespace.nestedArray.map((n) => n.name).sort();
   }
 
-  /** The definition of `service` (its name in the package), for clients and servers alike. */
-  service(service: string, options: ObjectOptions = OBJECT_OPTIONS): grpc.ServiceDefinition {
+  /** The clients' definition of `service` (its name in the package). */
+  service(service: string): grpc.ServiceDefinition {
     const methods = this.packageJson[service]?.methods;
     if (!methods) throw new Error(`protocol: no service ${service} in ${this.packageName}`);
     const fullName = `${this.packageName}.${service}`;
@@ -135,9 +139,9 @@ export class Protocol {
         requestStream: Boolean(method.requestStream),
         responseStream: Boolean(method.responseStream),
         requestSerialize: serializerOf(request),
-        requestDeserialize: deserializerOf(request, options),
+        requestDeserialize: deserializerOf(request),
         responseSerialize: serializerOf(response),
-        responseDeserialize: deserializerOf(response, options),
+        responseDeserialize: deserializerOf(response),
         originalName: methodAlias(name),
       };
     }
@@ -160,9 +164,9 @@ function serializerOf(type: () => protobuf.Type): grpc.serialize<object> {
 }
 
 /** proto-loader's deserializer: wire bytes in, a plain object out. */
-function deserializerOf(type: () => protobuf.Type, options: ObjectOptions): grpc.deserialize<object> {
+function deserializerOf(type: () => protobuf.Type): grpc.deserialize<object> {
   return (bytes) => {
     const t = type();
-    return t.toObject(t.decode(bytes), options);
+    return t.toObject(t.decode(bytes), OBJECT_OPTIONS);
   };
 }
