@@ -32,7 +32,7 @@ function sample(type: protobuf.Type, depth = 0): Record<string, unknown> {
     field.resolve();
     const one = (i: number): unknown => {
       if (field.resolvedType instanceof protobuf.Type) return depth < 2 ? sample(field.resolvedType, depth + 1) : {};
-      if (field.resolvedType instanceof protobuf.Enum) return Object.keys(field.resolvedType.values)[Object.keys(field.resolvedType.values).length - 1];
+      if (field.resolvedType instanceof protobuf.Enum) return Object.keys(field.resolvedType.values).at(-1);
       switch (field.type) {
         case "string":
           return `${field.name}-${i}`;

@@ -6,6 +6,9 @@ import { createServer, type Socket } from "node:net";
 import { checkHealth } from "../src/rpc/client";
 import { BIN, randomBytes, sha256File, TestCluster, waitFor, withTempDir } from "./harness";
 
+/** The environment a running process was started with. */
+const environOf = async (pid: number) => (await readFile(`/proc/${pid}/environ`, "utf8")).split("\0");
+
 test("master and nodes answer the standard gRPC health check", async () => {
   const cluster = await TestCluster.start({ nodes: 1, replication: 1 });
   try {
@@ -43,7 +46,6 @@ test("a node started while the master is down keeps retrying and registers once 
 });
 
 test("a node re-executes itself, same pid, with the allocator tuned unless the user set it", async () => {
-  const environOf = async (pid: number) => (await readFile(`/proc/${pid}/environ`, "utf8")).split("\0");
   const cluster = await TestCluster.start({ nodes: 1, replication: 1 });
   try {
     // The pid the harness spawned is the process serving: execve kept it.
@@ -77,7 +79,7 @@ test("an upload of 64 MiB or more re-executes itself with the allocator tuned; a
     const proc = Bun.spawn([BIN, "upload", file, "--master", master, "--quiet"], { env: { ...process.env, MIMALLOC_PURGE_DELAY: undefined }, stdout: "ignore", stderr: "ignore" });
     try {
       await waitFor("the upload to reach the master", () => connections > before);
-      return (await readFile(`/proc/${proc.pid}/environ`, "utf8")).split("\0");
+      return await environOf(proc.pid);
     } finally {
       proc.kill("SIGKILL");
       await proc.exited;
