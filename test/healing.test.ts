@@ -2,7 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
-import type { MasterApi } from "../src/rpc/client";
+import { type MasterApi, StorageApi } from "../src/rpc/client";
 import { packBytesOnDisk } from "./disk-chunks";
 import { holdsGoodCopy, randomBytes, rotChunk, sha256File, type ServerProcess, type TestCluster, waitFor, withCluster, withTempDir } from "./harness";
 
@@ -276,6 +276,35 @@ describe("self-healing", () => {
           frozen.proc!.kill("SIGCONT");
         }
         await waitFor("the returning node's orphaned copies to be deleted", async () => (await cluster.chunkFiles(frozen)).size === 0, 15_000, 100);
+      });
+    });
+  });
+
+  test("a copy re-sent just after its file was deleted is kept as fresh, then deleted once the grace period has passed, not at the node's next inventory", async () => {
+    await withCluster({ nodes: 2, replication: 2, masterArgs: FAST_MASTER, nodeArgs: FAST_NODE }, async (cluster) => {
+      await withTempDir(async (dir) => {
+        await uploadTestFile(cluster, dir, 2 * MiB);
+        const [first, second] = (await cluster.api().getManifest({ filename: "f.bin" })).chunks.map((c) => c.chunkId);
+        const firstBytes = (await readFile(join(dir, "f.bin"))).subarray(0, MiB);
+        const [resentTo, other] = cluster.nodes as [ServerProcess, ServerProcess];
+        expect((await cluster.run(["delete", "f.bin"])).exitCode).toBe(0);
+        // Like an upload that keeps placing the chunk and never commits: re-sent until the master
+        // collects the file's chunks, so the last re-send falls inside the node's keep window.
+        const storage = new StorageApi(resentTo.address);
+        try {
+          await waitFor("the master to collect the file's chunks", async () => {
+            expect((await storage.putChunk({ chunkId: first!, data: firstBytes }, 5000)).alreadyPresent).toBe(true);
+            const onOther = await cluster.chunkFiles(other);
+            return !onOther.has(first!) && !onOther.has(second!) && !(await cluster.chunkFiles(resentTo)).has(second!);
+          }, 15_000, 50);
+        } finally {
+          storage.close();
+        }
+        // The node kept the copy re-sent within the grace period...
+        expect((await cluster.chunkFiles(resentTo)).has(first!)).toBe(true);
+        // ...and gives it up when asked again, well before its 10-minute inventory.
+        await waitFor("the re-sent copy to be deleted", async () => !(await cluster.chunkFiles(resentTo)).has(first!), 15_000, 100);
+        expect(await cluster.master.log()).toContain(`orphaned copies on ${resentTo.name}`);
       });
     });
   });

@@ -14,6 +14,7 @@ import { StreamedJsonList } from "../src/cli/output";
 import { Semaphore } from "../src/core/semaphore";
 import { formatBytes, parseSize } from "../src/core/size";
 import { REPAIR_SCAN_PAGE_CHUNKS } from "../src/core/limits";
+import { DeletionRetries } from "../src/master/deletion-retries";
 import { compareInventory } from "../src/master/inventory";
 import { Metadata } from "../src/master/metadata";
 import { NodeRegistry } from "../src/master/node-registry";
@@ -695,5 +696,33 @@ describe("list bounds before decoding", () => {
     expect(overlongList(Uint8Array.from([0x0a, 0x80]), 1)).toBeNull(); // a length cut short
     expect(overlongList(Uint8Array.from([0x0b, 0x0a, 0x00, 0x0a, 0x00]), 1)).toBeNull(); // a group
     expect(overlongList(new Uint8Array(0), 1)).toBeNull();
+  });
+});
+
+describe("deletion retries", () => {
+  test("kept copies come due a grace period after they were kept, oldest first, each once", () => {
+    const retries = new DeletionRetries(300, 100, 3);
+    expect(retries.add("node1", ["a", "b"], 1000)).toBe(0);
+    expect(retries.add("node2", ["c"], 1100)).toBe(0);
+    expect(retries.add("node1", [], 1100)).toBe(0);
+    expect(retries.size).toBe(3);
+    expect(retries.takeDue(1299)).toEqual([]);
+    expect(retries.takeDue(1300)).toEqual([{ nodeId: "node1", chunkIds: ["a", "b"], attempt: 1 }]);
+    expect(retries.takeDue(5000)).toEqual([{ nodeId: "node2", chunkIds: ["c"], attempt: 1 }]);
+    expect(retries.takeDue(5000)).toEqual([]);
+    expect(retries.size).toBe(0);
+  });
+
+  test("the queue holds at most its bound of chunk ids, and a copy is retried at most the attempt limit", () => {
+    const retries = new DeletionRetries(10, 5, 2);
+    expect(retries.add("node1", ["a", "b", "c"], 0)).toBe(0);
+    expect(retries.add("node1", ["d", "e", "f", "g"], 0)).toBe(2);
+    expect(retries.size).toBe(5);
+    expect(retries.takeDue(10).flatMap((r) => r.chunkIds)).toEqual(["a", "b", "c", "d", "e"]);
+    // Kept again on its first retry: once more; on its second: given up, to the node's inventory.
+    expect(retries.add("node1", ["a"], 10, 1)).toBe(0);
+    expect(retries.takeDue(20)).toEqual([{ nodeId: "node1", chunkIds: ["a"], attempt: 2 }]);
+    expect(retries.add("node1", ["a"], 20, 2)).toBe(1);
+    expect(retries.size).toBe(0);
   });
 });

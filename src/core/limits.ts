@@ -94,6 +94,14 @@ export const REPAIR_BATCH_CHUNKS = 256;
 export const REPAIR_SCAN_PAGE_CHUNKS = 2000;
 /** How often the master re-reads each live node's full inventory (besides at registration). */
 export const INVENTORY_INTERVAL_MS = 10 * 60_000;
+/**
+ * Chunk ids the master remembers to ask a node about again, after the node kept them from a
+ * deletion because they were written within the grace period (~70 bytes each, so ~7 MB).
+ * Past the bound, the node's next inventory finds what is left.
+ */
+export const MAX_DELETION_RETRY_CHUNKS = 100_000;
+/** Times a kept copy is asked about again: each time the grace period passes, unless it was written again. */
+export const DELETION_RETRY_ATTEMPTS = 3;
 
 /** How long a master's grant stays valid: covers a slow upload's batch plus modest clock skew between hosts. */
 export const GRANT_TTL_MS = 10 * 60_000;

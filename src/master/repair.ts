@@ -8,11 +8,22 @@ import { formatHostPort } from "../core/address";
 import { errorMessage } from "../core/errors";
 import type { Log } from "../core/log";
 import { type GrantOperation, listSubject, type SignedGrant, signGrant } from "../core/grants";
-import { CHUNK_RPC_TIMEOUT_MS, GRANT_TTL_MS, INVENTORY_INTERVAL_MS, MAX_CHUNK_IDS_PER_REQUEST, REPAIR_BATCH_CHUNKS, REPAIR_CONCURRENCY, REPAIR_SCAN_PAGE_CHUNKS } from "../core/limits";
+import {
+  CHUNK_RPC_TIMEOUT_MS,
+  DELETION_RETRY_ATTEMPTS,
+  GRANT_TTL_MS,
+  INVENTORY_INTERVAL_MS,
+  MAX_CHUNK_IDS_PER_REQUEST,
+  MAX_DELETION_RETRY_CHUNKS,
+  REPAIR_BATCH_CHUNKS,
+  REPAIR_CONCURRENCY,
+  REPAIR_SCAN_PAGE_CHUNKS,
+} from "../core/limits";
 import { Semaphore } from "../core/semaphore";
 import type { StoragePool } from "../rpc/client";
 import type { RepairStatus } from "../rpc/messages";
 import type { Metadata } from "./metadata";
+import { DeletionRetries } from "./deletion-retries";
 import { compareInventory } from "./inventory";
 import { NodeRegistry, type NodeState } from "./node-registry";
 import { pickWeighted } from "./placement";
@@ -62,8 +73,11 @@ export class Repairer {
   private readonly lastInventoryMs = new Map<string, number>();
   private readonly counters = { repairsCompleted: 0, repairsFailed: 0, replicasTrimmed: 0, gcCollectedChunks: 0 };
   private lastScan = { underReplicatedChunks: 0, unavailableChunks: 0, overReplicatedChunks: 0 };
+  private readonly deletionRetries: DeletionRetries;
 
-  constructor(private readonly o: RepairOptions) {}
+  constructor(private readonly o: RepairOptions) {
+    this.deletionRetries = new DeletionRetries(o.gcGraceMs, MAX_DELETION_RETRY_CHUNKS, DELETION_RETRY_ATTEMPTS);
+  }
 
   start() {
     const tick = async () => {
@@ -151,6 +165,7 @@ export class Repairer {
     }
     this.previouslyLive = new Set(live.map((n) => n.id));
     await this.collectGarbage(now, live);
+    await this.retryDeletions(now, live);
     if (this.dirty || now - this.lastFullScanMs > FULL_SCAN_INTERVAL_MS) {
       this.dirty = false;
       this.lastFullScanMs = now;
@@ -219,8 +234,12 @@ export class Repairer {
     try {
       const result = await this.o.pool.get(addressOf(targetNode)).replicateChunk({ chunkId, sources: shuffle(holders).map((h) => NodeRegistry.address(h)), grant: this.grant("replicate", chunkId, targetNode.id) }, CHUNK_RPC_TIMEOUT_MS * 2);
       for (const corrupt of result.corruptSourceNodeIds) this.o.metadata.removeReplica(chunkId, corrupt);
-      this.o.metadata.addReplica(chunkId, targetNode.id, Date.now());
+      const now = Date.now();
+      this.o.metadata.addReplica(chunkId, targetNode.id, now);
       this.counters.repairsCompleted++;
+      // Collected while the copy was being made (its file was deleted): the new copy is an orphan,
+      // too fresh for the node to give up yet.
+      if (!this.o.metadata.knownChunks([chunkId]).has(chunkId)) this.keptFromDeletion(targetNode.id, [chunkId], now, 0);
     } catch (err) {
       this.counters.repairsFailed++;
       this.o.log(`repair of chunk ${chunkId.slice(0, 12)}… onto ${targetNode.id} failed: ${errorMessage(err)}`);
@@ -256,13 +275,47 @@ export class Repairer {
         // Dead holders keep their copies for now; the inventory at their return finds them orphaned.
         if (!node || !liveIds.has(nodeId)) return;
         try {
-          await this.o.pool.get(addressOf(node)).deleteChunks({ chunkIds: ids, keepIfWrittenWithinMs: this.o.gcGraceMs, grant: this.grant("delete", listSubject(ids), nodeId) }, CHUNK_RPC_TIMEOUT_MS);
+          const result = await this.o.pool.get(addressOf(node)).deleteChunks({ chunkIds: ids, keepIfWrittenWithinMs: this.o.gcGraceMs, grant: this.grant("delete", listSubject(ids), nodeId) }, CHUNK_RPC_TIMEOUT_MS);
+          this.keptFromDeletion(nodeId, result.keptChunkIds, now, 0);
         } catch (err) {
           this.o.log(`garbage collection on ${nodeId} failed: ${errorMessage(err)}`);
         }
       }),
     );
     this.o.log(`collected ${collected.length} unreferenced chunks`);
+  }
+
+  /** Remembers copies a node kept from a deletion, to ask again once the grace period has passed. */
+  private keptFromDeletion(nodeId: string, chunkIds: string[], now: number, previousAttempts: number) {
+    const dropped = this.deletionRetries.add(nodeId, chunkIds, now, previousAttempts);
+    if (dropped > 0) this.o.log(`${dropped} chunk copies on ${nodeId} left to its next inventory`);
+  }
+
+  /**
+   * Asks nodes again to delete copies they kept as too fresh, unless the master has learned
+   * of the chunk since (an upload committed it). The node still keeps any written meanwhile.
+   */
+  private async retryDeletions(now: number, live: NodeState[]) {
+    const liveIds = new Set(live.map((n) => n.id));
+    await Promise.all(
+      this.deletionRetries.takeDue(now).map(async ({ nodeId, chunkIds, attempt }) => {
+        const node = this.o.registry.get(nodeId);
+        // A dead node's copies wait for the inventory at its return.
+        if (!node || !liveIds.has(nodeId)) return;
+        const known = this.o.metadata.knownChunks(chunkIds);
+        const orphans = chunkIds.filter((id) => !known.has(id));
+        for (let i = 0; i < orphans.length; i += MAX_CHUNK_IDS_PER_REQUEST) {
+          const batch = orphans.slice(i, i + MAX_CHUNK_IDS_PER_REQUEST);
+          try {
+            const result = await this.o.pool.get(addressOf(node)).deleteChunks({ chunkIds: batch, keepIfWrittenWithinMs: this.o.gcGraceMs, grant: this.grant("delete", listSubject(batch), nodeId) }, CHUNK_RPC_TIMEOUT_MS);
+            this.keptFromDeletion(nodeId, result.keptChunkIds, Date.now(), attempt);
+            if (result.deletedChunkIds.length > 0) this.o.log(`deleted ${result.deletedChunkIds.length} orphaned copies on ${nodeId}`);
+          } catch (err) {
+            this.o.log(`deleting orphaned copies on ${nodeId} failed: ${errorMessage(err)}`);
+          }
+        }
+      }),
+    );
   }
 
   /**
@@ -301,6 +354,7 @@ export class Repairer {
             const batch = orphans.slice(i, i + MAX_CHUNK_IDS_PER_REQUEST);
             const result = await api.deleteChunks({ chunkIds: batch, keepIfWrittenWithinMs: this.o.gcGraceMs, grant: this.grant("delete", listSubject(batch), nodeId) }, CHUNK_RPC_TIMEOUT_MS);
             deleted += result.deletedChunkIds.length;
+            this.keptFromDeletion(nodeId, result.keptChunkIds, Date.now(), 0);
           }
         },
       });
