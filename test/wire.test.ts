@@ -1,10 +1,12 @@
 /**
- * The copy-saving hooks into grpc-js (src/rpc/framing.ts, src/rpc/receive-buffers.ts) are
- * really on the path a chunk takes: a grpc-js upgrade that routed messages around them would
- * keep every other test green and quietly lose the speed. One process, a real server and
- * client on loopback.
+ * The hooks into grpc-js are really on the path a call takes: the copy-saving ones
+ * (src/rpc/framing.ts, src/rpc/receive-buffers.ts) on a chunk's, the UTC timers
+ * (src/rpc/backoff-clock.ts) on every channel's. A grpc-js upgrade that routed around them
+ * would keep every other test green and quietly lose the speed. One process, a real server
+ * and client on loopback.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { BackoffTimeout } from "@grpc/grpc-js/build/src/backoff-timeout";
+import { afterAll, beforeAll, describe, expect, spyOn, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { chunkIdOf } from "../src/core/chunk-id";
 import { misalignment } from "../src/core/direct-io-alignment";
@@ -79,5 +81,37 @@ describe("chunks on the wire", () => {
     expect(chunkIdOf(data)).toBe(id!);
     expect(isLent(data)).toBe(true);
     expect(misalignment(data)).toBe(0);
+  });
+});
+
+describe("grpc-js's reconnect timers", () => {
+  test("a new channel's backoff timers do no local-time Date arithmetic (no time-zone set-up per CLI call)", async () => {
+    const localTime = spyOn(Date.prototype, "setMilliseconds");
+    // runTimer is private in the type declarations.
+    const runTimer = spyOn(BackoffTimeout.prototype as unknown as { runTimer: (delay: number) => void }, "runTimer");
+    const fresh = new StorageApi(`127.0.0.1:${server.port}`);
+    try {
+      const data = randomBytes(100);
+      expect((await fresh.putChunk({ chunkId: chunkIdOf(data), data }, 5000)).status).toBe("OK");
+      // Timers did run on this channel's way to the call...
+      expect(runTimer).toHaveBeenCalled();
+      // ...and none of them touched the local-time accessors.
+      expect(localTime).not.toHaveBeenCalled();
+    } finally {
+      fresh.close();
+      localTime.mockRestore();
+      runTimer.mockRestore();
+    }
+  });
+
+  test("a backoff timer still ends its delay after it started", () => {
+    const timer = new BackoffTimeout(() => {}, { initialDelay: 250 });
+    const before = Date.now();
+    timer.runOnce();
+    const after = Date.now();
+    timer.stop();
+    const end = timer.getEndTime().getTime();
+    expect(end).toBeGreaterThanOrEqual(before + 250);
+    expect(end).toBeLessThanOrEqual(after + 250);
   });
 });

@@ -1,6 +1,7 @@
 /** gRPC client plumbing: channel options, typed calls with deadlines, and a pool of node channels. */
 import * as grpc from "@grpc/grpc-js";
 import "./receive-buffers"; // large received messages land in reused buffers
+import "./backoff-clock"; // no time-zone set-up in every call
 import { FLOW_CONTROL_WINDOW_BYTES, MISMATCH_REPORT_TIMEOUT_MS, MAX_MESSAGE_BYTES, MAX_POOLED_CHANNELS, METADATA_RPC_TIMEOUT_MS } from "../core/limits";
 import { healthClientConstructor, MasterServiceClient, ProcessServiceClient, StorageServiceClient } from "./proto";
 import { passThroughPreEncoded, type PreEncodedPutChunk } from "./put-chunk-message";
