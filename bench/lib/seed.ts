@@ -21,6 +21,13 @@ const SEED_PACKAGES = ["python3-grpcio", "python3-grpc-tools", "protobuf-compile
  */
 const SEED_QUIET_MAX_WAIT_S = "5";
 const SEED_CONTENDED_RETRIES = "1";
+/**
+ * Sizes from which the seed's measurements are not repeated when contended. One 1 GiB upload
+ * of the seed's takes 40-90 s here, so a retry costs more than a minute, and a measurement that
+ * long is barely moved by the short bursts of foreign load that trigger one: with retries, a
+ * slow-hour run took 11.5 min, ~4 of them the seed's 1 GiB retries.
+ */
+export const SEED_NO_RETRY_MIN_BYTES = 512 * 1024 * 1024;
 
 /** Per-size figures from the seed's results.json (the fields we use). */
 export interface SeedSize {
@@ -111,6 +118,8 @@ export interface SeedRunOptions {
   smallBytes: number;
   /** Rounds of "one client process per small file"; 0 skips them. */
   procReps: number;
+  /** Repeats of a contended measurement (default SEED_CONTENDED_RETRIES; $CONTENDED_RETRIES overrides both). */
+  contendedRetries?: number;
 }
 
 /** Runs the seed's run.sh in disk mode and returns its results JSON; throws with its output's tail on failure. */
@@ -131,7 +140,7 @@ export async function runSeedBench(options: SeedRunOptions, log: (line: string) 
     WORK: join(options.dir, "work"),
     OUT: out,
     QUIET_MAX_WAIT: process.env.QUIET_MAX_WAIT ?? SEED_QUIET_MAX_WAIT_S,
-    CONTENDED_RETRIES: process.env.CONTENDED_RETRIES ?? SEED_CONTENDED_RETRIES,
+    CONTENDED_RETRIES: process.env.CONTENDED_RETRIES ?? String(options.contendedRetries ?? SEED_CONTENDED_RETRIES),
   };
   const proc = Bun.spawn(["bash", join(SEED_DIR, "run.sh"), ...args], { env, cwd: options.dir, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
   const lines: string[] = [];
