@@ -8,12 +8,14 @@
  * That work, with loading proto-loader itself (it builds descriptor.proto and the well-known
  * types as it loads), was 25-40 ms of a 70-100 ms `dropbox list` on 2 cores; building
  * protobufjs types for all 57 messages was another 12-19 ms, where a `list` needs three.
- * Clients, which start for one short command, build their definitions here; servers load
- * theirs with proto-loader (server-definitions.ts). test/definitions.test.ts holds the two to
+ * A message type's functions are compiled from source protobufjs wrote at build time
+ * (proto-codecs.ts), not written at run time. Clients, which start for one short command,
+ * build their definitions here; servers load theirs with proto-loader (server-definitions.ts). test/definitions.test.ts holds the two to
  * the same paths, names and bytes for every method.
  */
 import type * as grpc from "@grpc/grpc-js";
 import protobuf from "protobufjs/light";
+import type { CodecSources } from "./proto-codecs";
 
 /** How decoded messages look: the options proto-loader is given for the same protocol. */
 export interface ObjectOptions {
@@ -62,7 +64,14 @@ export class Protocol {
   private readonly packageName: string;
   private readonly packageJson: Record<string, JsonNamespace>;
 
-  constructor(descriptor: protobuf.INamespace) {
+  /**
+   * `codecs`: the generated functions' source, by full type name (proto-codecs.ts); a type
+   * missing from it gets protobufjs's own, written when first used.
+   */
+  constructor(
+    descriptor: protobuf.INamespace,
+    private readonly codecs: Record<string, CodecSources> = {},
+  ) {
     // Walk the single chain of namespaces down to the package ("grpc" > "health" > "v1").
     const path: string[] = [];
     let json = descriptor as JsonNamespace;
@@ -112,12 +121,36 @@ export class Protocol {
   type(name: string): protobuf.Type {
     // With the package as the only scope, every name resolves to a top-level type.
     const top = this.resolve(name, [{ nested: this.packageJson }])!;
+    const added: protobuf.Type[] = [];
     for (const needed of this.closure(top)) {
       if (this.namespace.get(needed)) continue;
       const json = this.packageJson[needed]!;
-      this.namespace.add(json.values ? protobuf.Enum.fromJSON(needed, json as protobuf.IEnum) : protobuf.Type.fromJSON(needed, json as protobuf.IType));
+      if (json.values) this.namespace.add(protobuf.Enum.fromJSON(needed, json as protobuf.IEnum));
+      else added.push(this.namespace.add(protobuf.Type.fromJSON(needed, json as protobuf.IType)).get(needed) as protobuf.Type);
     }
+    // Once all are in: a type's functions call those of the types its fields name.
+    for (const type of added) this.installCodecs(type);
     return this.namespace.lookupType(name);
+  }
+
+  /**
+   * Gives `type` (and the types nested in it) the functions compiled from their build-time
+   * source, in the scope protobufjs's Type.setup() gives the ones it writes itself.
+   */
+  private installCodecs(type: protobuf.Type) {
+    const sources = this.codecs[type.fullName];
+    if (sources) {
+      const compile = (source: string, types: unknown[]) => new Function("Writer", "Reader", "types", "util", `return ${source}`)(protobuf.Writer, protobuf.Reader, types, protobuf.util);
+      // First: resolving a field sets its default on the constructor's prototype, and would have
+      // protobufjs write a constructor when there is none yet.
+      type.ctor = compile(sources.ctor, []);
+      const types = type.fieldsArray.map((field) => field.resolve().resolvedType);
+      type.encode = compile(sources.encode, types);
+      type.decode = compile(sources.decode, types);
+      type.fromObject = compile(sources.fromObject, types);
+      type.toObject = compile(sources.toObject, types);
+    }
+    for (const nested of type.nestedArray) if (nested instanceof protobuf.Type) this.installCodecs(nested);
   }
 
   /** Names of the types built so far, for tests. */
