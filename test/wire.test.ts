@@ -11,6 +11,10 @@ import { randomBytes } from "node:crypto";
 import { chunkIdOf } from "../src/core/chunk-id";
 import { misalignment } from "../src/core/direct-io-alignment";
 import { StorageApi } from "../src/rpc/client";
+import { chunkSenderCounts } from "../src/rpc/chunk-sender";
+import { useToken } from "../src/rpc/auth";
+import { tokenDigest } from "../src/rpc/auth";
+import { DropboxError, invalidArgument } from "../src/core/errors";
 import { framedCounts } from "../src/rpc/framing";
 import { GET_CHUNK_HEADROOM_BYTES, getChunkResponse } from "../src/rpc/get-chunk-message";
 import type * as m from "../src/rpc/messages";
@@ -33,6 +37,7 @@ beforeAll(async () => {
       name: "dropbox.StorageService",
       implementation: {
         PutChunk: unary<m.PutChunkRequest, m.PutChunkResponse>(async (request) => {
+          if (chunkIdOf(request.data) !== request.chunkId) throw invalidArgument("chunk id does not match the data");
           receivedPooled = isLent(request.data);
           receivedAligned = misalignment(request.data) === 0;
           // What a chain node does before passing the chunk on: reuse the message it got.
@@ -57,20 +62,91 @@ afterAll(async () => {
   await server.shutdown(100);
 });
 
+/** A pre-encoded PutChunk of `size` random bytes (or of bytes that do not match its id). */
+function preEncoded(size: number, mismatched = false) {
+  const encoded = layoutPutChunk(Buffer.allocUnsafe(putChunkMessageCapacity(size)), size);
+  randomBytes(size).copy(encoded.data);
+  const id = mismatched ? chunkIdOf(randomBytes(8)) : chunkIdOf(encoded.data);
+  setPutChunkId(encoded, id);
+  return { id, request: { chunkId: id, data: encoded.data, grant: null, encoded: withRouting(encoded, null, [], []) } };
+}
+
 describe("chunks on the wire", () => {
-  test("a pre-encoded PutChunk goes out framed in place and arrives whole, aligned in a reused buffer it can be forwarded from", async () => {
-    const encoded = layoutPutChunk(Buffer.allocUnsafe(putChunkMessageCapacity(SIZE)), SIZE);
-    randomBytes(SIZE).copy(encoded.data);
-    const id = chunkIdOf(encoded.data);
-    setPutChunkId(encoded, id);
-    const before = framedCounts.requests;
-    await api.putChunk({ chunkId: id, data: encoded.data, grant: null, encoded: withRouting(encoded, null, [], []) }, 10_000);
-    expect(framedCounts.requests).toBe(before + 1);
+  test("a pre-encoded PutChunk goes out framed in place, in frames larger than 16 KiB, and arrives whole, aligned in a reused buffer it can be forwarded from", async () => {
+    const { request, id } = preEncoded(SIZE);
+    const before = { ...chunkSenderCounts };
+    expect((await api.putChunk(request, 10_000)).status).toBe("OK");
+    expect(chunkSenderCounts.succeeded).toBe(before.succeeded + 1);
+    expect(chunkSenderCounts.failed).toBe(before.failed);
+    expect(chunkSenderCounts.largestFrameBytes).toBeGreaterThan(16 * 1024);
     expect(chunkIdOf(stored.get(id)!)).toBe(id);
     expect(receivedPooled).toBe(true);
     expect(forwardableInPlace).toBe(true);
     // Ready for O_DIRECT as it is (durable-file.ts).
     expect(receivedAligned).toBe(true);
+  });
+
+  test("through grpc-js (DROPBOX_CHUNK_SENDER=grpc-js), a pre-encoded PutChunk still goes out framed in place", async () => {
+    process.env.DROPBOX_CHUNK_SENDER = "grpc-js";
+    const viaGrpcJs = new StorageApi(`127.0.0.1:${server.port}`);
+    delete process.env.DROPBOX_CHUNK_SENDER;
+    try {
+      const { request, id } = preEncoded(SIZE);
+      const before = { framed: framedCounts.requests, fast: chunkSenderCounts.succeeded };
+      expect((await viaGrpcJs.putChunk(request, 10_000)).status).toBe("OK");
+      expect(framedCounts.requests).toBe(before.framed + 1);
+      expect(chunkSenderCounts.succeeded).toBe(before.fast);
+      expect(chunkIdOf(stored.get(id)!)).toBe(id);
+    } finally {
+      viaGrpcJs.close();
+    }
+  });
+
+  test("a PutChunk the node refuses fails with the node's own error, as through grpc-js", async () => {
+    const { request } = preEncoded(64 * 1024, true);
+    const before = { ...chunkSenderCounts };
+    const err = await api.putChunk(request, 10_000).then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(DropboxError);
+    expect((err as DropboxError).kind).toBe("INVALID_ARGUMENT");
+    expect((err as DropboxError).message).toContain("chunk id does not match the data");
+    // The fast path ended without a response and handed the call to grpc-js.
+    expect(chunkSenderCounts.failed).toBe(before.failed + 1);
+  });
+
+  test("a node nobody listens on fails as unavailable", async () => {
+    const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    const port = probe.port;
+    probe.stop(true);
+    const gone = new StorageApi(`127.0.0.1:${port}`);
+    try {
+      const err = await gone.putChunk(preEncoded(1024).request, 5_000).then(() => null, (e: unknown) => e);
+      expect((err as DropboxError).kind).toBe("UNAVAILABLE");
+    } finally {
+      gone.close();
+    }
+  });
+
+  test("the token goes with a fast-path call, however long: a server that requires it takes the chunk", async () => {
+    const token = "t".repeat(300); // longer than HPACK's 7-bit length prefix: multi-byte lengths
+    const guarded = await startServer("127.0.0.1", 0, [{ name: "dropbox.StorageService", implementation: { PutChunk: unary<m.PutChunkRequest, m.PutChunkResponse>(async () => ({ status: "OK", alreadyPresent: false, storedNodeIds: [], chainFailures: [] }), () => {}) } }], () => {}, { tokenDigest: tokenDigest(token) });
+    useToken(token);
+    const client = new StorageApi(`127.0.0.1:${guarded.port}`);
+    try {
+      const before = { ...chunkSenderCounts };
+      expect((await client.putChunk(preEncoded(256 * 1024).request, 10_000)).status).toBe("OK");
+      expect(chunkSenderCounts.succeeded).toBe(before.succeeded + 1);
+      expect(chunkSenderCounts.failed).toBe(before.failed);
+      // Without it the node refuses, whichever way the call went.
+      useToken(undefined);
+      const refused = new StorageApi(`127.0.0.1:${guarded.port}`);
+      const err = await refused.putChunk(preEncoded(1024).request, 10_000).then(() => null, (e: unknown) => e);
+      refused.close();
+      expect((err as DropboxError).kind).toBe("UNAUTHENTICATED");
+    } finally {
+      useToken(undefined);
+      client.close();
+      await guarded.shutdown(100);
+    }
   });
 
   test("a GetChunk response goes out framed in place and arrives whole, aligned in a reused buffer", async () => {

@@ -125,6 +125,11 @@ export const MISMATCH_REPORT_TIMEOUT_MS = 5_000;
 export const CONNECT_TIMEOUT_MS = 5_000;
 /** Nodes with less free space than this get no new chunks. */
 export const MIN_FREE_BYTES_FOR_PLACEMENT = 256 * MiB;
+/**
+ * Largest HTTP/2 DATA frame servers accept (SETTINGS_MAX_FRAME_SIZE; the protocol's default
+ * is 16 KiB): chunks sent by rpc/chunk-sender.ts go in frames this large, a write each.
+ */
+export const MAX_RECEIVE_FRAME_BYTES = 1024 * 1024;
 /** HTTP/2 flow-control window per connection: large windows keep multi-MiB messages streaming without stalls. */
 export const FLOW_CONTROL_WINDOW_BYTES = 16 * MiB;
 /**

@@ -7,7 +7,10 @@ import { healthClientConstructor, MasterServiceClient, ProcessServiceClient, Sto
 import { passThroughPreEncoded, type PreEncodedPutChunk } from "./put-chunk-message";
 import type * as m from "./messages";
 import { callMetadata } from "./auth";
-import { channelCredentials, tlsChannelOptions } from "./tls";
+import { channelCredentials, dialsTls, tlsChannelOptions } from "./tls";
+import { ChunkSender, FastPathFailure } from "./chunk-sender";
+import { framedBytes } from "./framing";
+import { parseHostPort } from "../core/address";
 import { fromServiceError } from "./status";
 
 /** Channel options: whole chunks in both directions, and a wide flow-control window for throughput. */
@@ -74,20 +77,59 @@ const StorageServiceFastClient = (() => {
   return grpc.makeGenericClientConstructor(definition, "StorageService");
 })();
 
+const PUT_CHUNK = (StorageServiceClient.service as grpc.ServiceDefinition).PutChunk!;
+/** Fast-path calls in a row that grpc-js then completed: past this, a node is sent chunks through grpc-js only. */
+const FAST_PATH_MISSES_TOLERATED = 3;
+
+/** The token metadata (auth.ts), as header fields. */
+function metadataHeaders(): [string, string][] {
+  return Object.entries(callMetadata().getMap()).map(([key, value]) => [key, typeof value === "string" ? value : value.toString("base64")]);
+}
+
 /** Typed calls to one storage node. */
 export class StorageApi {
   private readonly client: AnyClient;
+  /** Pre-encoded chunks go this way (chunk-sender.ts); null: over TLS, or turned off. */
+  private chunkSender: ChunkSender | null = null;
+  private fastPathMisses = 0;
 
   constructor(readonly address: string) {
     this.client = new StorageServiceFastClient(address, channelCredentials(), channelOptions()) as unknown as AnyClient;
+    if (!dialsTls() && process.env.DROPBOX_CHUNK_SENDER !== "grpc-js") {
+      const { host, port } = parseHostPort(address);
+      this.chunkSender = new ChunkSender(host, port);
+    }
   }
 
   private call<Req, Res>(method: string, request: Req, timeoutMs: number): Promise<Res> {
     return callUnary(this.client, method, request, `node ${this.address}`, timeoutMs);
   }
 
-  /** Puts a chunk; a pre-encoded request (see put-chunk-message.ts) is sent without re-encoding. */
-  putChunk = (r: m.PutChunkRequest | PreEncodedPutChunk, timeoutMs: number) => this.call<m.PutChunkRequest | PreEncodedPutChunk, m.PutChunkResponse>("PutChunk", r, timeoutMs);
+  /**
+   * Puts a chunk; a pre-encoded request (see put-chunk-message.ts) is sent without re-encoding,
+   * in large frames (chunk-sender.ts). What that path cannot complete, grpc-js sends again.
+   */
+  putChunk = async (r: m.PutChunkRequest | PreEncodedPutChunk, timeoutMs: number): Promise<m.PutChunkResponse> => {
+    const framed = this.chunkSender && "encoded" in r ? framedBytes(r.encoded) : undefined;
+    if (framed) {
+      const started = Date.now();
+      try {
+        const response = PUT_CHUNK.responseDeserialize(await this.chunkSender!.call(PUT_CHUNK.path, framed, metadataHeaders(), timeoutMs)) as m.PutChunkResponse;
+        this.fastPathMisses = 0;
+        return response;
+      } catch (err) {
+        if (!(err instanceof FastPathFailure)) throw err;
+        timeoutMs = Math.max(1, timeoutMs - (Date.now() - started));
+        const response = await this.call<m.PutChunkRequest | PreEncodedPutChunk, m.PutChunkResponse>("PutChunk", r, timeoutMs);
+        if (++this.fastPathMisses >= FAST_PATH_MISSES_TOLERATED) {
+          this.chunkSender?.close();
+          this.chunkSender = null;
+        }
+        return response;
+      }
+    }
+    return this.call<m.PutChunkRequest | PreEncodedPutChunk, m.PutChunkResponse>("PutChunk", r, timeoutMs);
+  };
   getChunk = (r: m.GetChunkRequest, timeoutMs: number) => this.call<m.GetChunkRequest, m.GetChunkResponse>("GetChunk", r, timeoutMs);
   putChunks = (r: m.PutChunksRequest, timeoutMs: number) => this.call<m.PutChunksRequest, m.PutChunksResponse>("PutChunks", r, timeoutMs);
   getChunks = (r: m.GetChunksRequest, timeoutMs: number) => this.call<m.GetChunksRequest, m.GetChunksResponse>("GetChunks", r, timeoutMs);
@@ -105,6 +147,7 @@ export class StorageApi {
 
   close() {
     this.client.close();
+    this.chunkSender?.close();
   }
 }
 

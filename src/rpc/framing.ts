@@ -40,6 +40,11 @@ export function frame(message: Buffer): Buffer {
   return message;
 }
 
+/** The framed form (gRPC header, then the message) of a message from `frame()`, if it is one. */
+export function framedBytes(message: Buffer): Buffer | undefined {
+  return framedOf.get(message);
+}
+
 /** A response object that grpc-js sends as `framedMessage` (a `frame()`d buffer) instead of serializing it. */
 export function framedResponse<T extends object>(response: T, message: Buffer): T {
   const framed = framedOf.get(message);

@@ -3,7 +3,7 @@ import * as grpc from "@grpc/grpc-js";
 import "./receive-buffers"; // large received messages land in reused buffers
 import { formatHostPort } from "../core/address";
 import { DropboxError, invalidArgument } from "../core/errors";
-import { MAX_MESSAGE_BYTES } from "../core/limits";
+import { MAX_MESSAGE_BYTES, MAX_RECEIVE_FRAME_BYTES } from "../core/limits";
 import { type AuthPolicy, authInterceptor } from "./auth";
 import { serverCredentials, type TlsServerConfig } from "./tls";
 import { toServiceError } from "./status";
@@ -139,6 +139,18 @@ export interface ServiceBinding {
   implementation: grpc.UntypedServiceImplementation;
 }
 
+/**
+ * Has the server accept DATA frames up to MAX_RECEIVE_FRAME_BYTES. grpc-js has no option for
+ * it, but hands `commonServerOptions.settings` to http2.createServer (an internal, checked
+ * here so an upgrade that moves it fails loudly): chunk-sender.ts then sends a 4 MiB chunk
+ * in 4 frames instead of 256.
+ */
+function allowLargeFrames(server: grpc.Server) {
+  const internals = server as unknown as { commonServerOptions?: { settings?: Record<string, number> } };
+  if (typeof internals.commonServerOptions !== "object") throw new Error("grpc-js internals changed: Server.commonServerOptions is gone (src/rpc/server.ts)");
+  internals.commonServerOptions.settings = { ...internals.commonServerOptions.settings, maxFrameSize: MAX_RECEIVE_FRAME_BYTES };
+}
+
 /** A running server. */
 export interface RpcServer {
   /** The port actually bound (the OS's choice when asked for port 0). */
@@ -151,6 +163,7 @@ export interface RpcServer {
 export async function startServer(host: string, port: number, services: ServiceBinding[], log: (line: string) => void, auth?: AuthPolicy, tls?: TlsServerConfig): Promise<RpcServer> {
   // Tokens are checked before a request's body is read (auth.ts); health stays open.
   const server = new grpc.Server({ ...SERVER_OPTIONS, interceptors: auth ? [authInterceptor(auth)] : [] });
+  allowLargeFrames(server);
   // Loaded here, not at the top: client commands import this module for `unary` and must not load proto-loader.
   const { serverDefinition } = await import("./server-definitions");
   for (const service of services) server.addService(tolerant(serverDefinition(service.name)), service.implementation);

@@ -32,6 +32,11 @@ export function useTlsClient(config: TlsClientConfig | null) {
   client = config;
 }
 
+/** Whether this process dials servers over TLS. */
+export function dialsTls(): boolean {
+  return client !== null;
+}
+
 /** Credentials for a new channel. */
 export function channelCredentials(): grpc.ChannelCredentials {
   if (!client) return grpc.credentials.createInsecure();
