@@ -3,7 +3,7 @@ import * as grpc from "@grpc/grpc-js";
 import "./receive-buffers"; // large received messages land in reused buffers
 import { formatHostPort } from "../core/address";
 import { DropboxError, invalidArgument } from "../core/errors";
-import { MAX_MESSAGE_BYTES, MAX_RECEIVE_FRAME_BYTES } from "../core/limits";
+import { FLOW_CONTROL_WINDOW_BYTES, MAX_MESSAGE_BYTES, MAX_RECEIVE_FRAME_BYTES, SERVER_STREAM_WINDOW_BYTES } from "../core/limits";
 import { type AuthPolicy, authInterceptor } from "./auth";
 import { serverCredentials, type TlsServerConfig } from "./tls";
 import { toServiceError } from "./status";
@@ -140,15 +140,29 @@ export interface ServiceBinding {
 }
 
 /**
- * Has the server accept DATA frames up to MAX_RECEIVE_FRAME_BYTES. grpc-js has no option for
- * it, but hands `commonServerOptions.settings` to http2.createServer (an internal, checked
- * here so an upgrade that moves it fails loudly): chunk-sender.ts then sends a 4 MiB chunk
- * in 4 frames instead of 256.
+ * Has the server accept DATA frames up to MAX_RECEIVE_FRAME_BYTES, with SERVER_STREAM_WINDOW_BYTES
+ * of window per call. grpc-js has no options for these, but hands `commonServerOptions.settings`
+ * to http2.createServer (an internal, checked here so an upgrade that moves it fails loudly):
+ * chunk-sender.ts then sends a 4 MiB chunk in 4 frames instead of 256 (or 64 at the 64 KiB
+ * default window).
  */
 function allowLargeFrames(server: grpc.Server) {
   const internals = server as unknown as { commonServerOptions?: { settings?: Record<string, number> } };
   if (typeof internals.commonServerOptions !== "object") throw new Error("grpc-js internals changed: Server.commonServerOptions is gone (src/rpc/server.ts)");
-  internals.commonServerOptions.settings = { ...internals.commonServerOptions.settings, maxFrameSize: MAX_RECEIVE_FRAME_BYTES };
+  internals.commonServerOptions.settings = { ...internals.commonServerOptions.settings, maxFrameSize: MAX_RECEIVE_FRAME_BYTES, initialWindowSize: SERVER_STREAM_WINDOW_BYTES };
+}
+
+type Http2ServerInternals = { on(event: "session", listener: (session: { setLocalWindowSize?(bytes: number): void }) => void): void };
+
+/**
+ * Opens each connection's receive window to FLOW_CONTROL_WINDOW_BYTES as it is accepted. Left
+ * at HTTP/2's 64 KiB, a sender waits for a WINDOW_UPDATE after every 64 KiB on a connection,
+ * whatever its streams' windows. Through grpc-js's `http2Servers` (an internal, checked).
+ */
+function widenConnectionWindows(server: grpc.Server) {
+  const internals = server as unknown as { http2Servers?: Map<Http2ServerInternals, unknown> };
+  if (!(internals.http2Servers instanceof Map)) throw new Error("grpc-js internals changed: Server.http2Servers is gone (src/rpc/server.ts)");
+  for (const http2Server of internals.http2Servers.keys()) http2Server.on("session", (session) => session.setLocalWindowSize?.(FLOW_CONTROL_WINDOW_BYTES));
 }
 
 /** A running server. */
@@ -180,6 +194,7 @@ export async function startServer(host: string, port: number, services: ServiceB
     });
   });
 
+  widenConnectionWindows(server);
   let stopping: Promise<void> | null = null;
   return {
     port: boundPort,
