@@ -6,7 +6,7 @@
 import { mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
 import { DropboxError, errorMessage } from "../core/errors";
-import { CLIENT_INFLIGHT_BUDGET_BYTES } from "../core/limits";
+import { TRANSFER_FILES_BUDGET_BYTES } from "../core/limits";
 import type { MasterApi, StoragePool } from "../rpc/client";
 import type { FileInfo, GetManifestResponse } from "../rpc/messages";
 import { BatchingMaster, BatchingPool } from "./batching";
@@ -31,7 +31,7 @@ export const DOWNLOAD_FILES_IN_FLIGHT = 1024;
  * Bytes of files in flight at once, across files: each file may keep up to the per-transfer
  * budget in memory, so large files go (about) one at a time and memory stays bounded.
  */
-const FILES_BUDGET_BYTES = CLIENT_INFLIGHT_BUDGET_BYTES;
+const FILES_BUDGET_BYTES = TRANSFER_FILES_BUDGET_BYTES;
 
 /** One local file to upload and its remote name. */
 export interface UploadItem {
