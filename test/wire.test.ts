@@ -127,6 +127,22 @@ describe("chunks on the wire", () => {
     }
   });
 
+  test("a node that takes the connection and never answers: the call fails once, within its deadline, not twice over", async () => {
+    const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    const stuck = new StorageApi(`127.0.0.1:${silent.port}`);
+    try {
+      const started = Date.now();
+      const err = await stuck.putChunk(preEncoded(1024).request, 1000).then(() => null, (e: unknown) => e);
+      expect(err).toBeInstanceOf(DropboxError);
+      // The fast path gave up at the deadline and grpc-js got what was left of it.
+      expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
+      expect(Date.now() - started).toBeLessThan(1800);
+    } finally {
+      stuck.close();
+      silent.stop(true);
+    }
+  });
+
   test("the token goes with a fast-path call, however long: a server that requires it takes the chunk", async () => {
     const token = "t".repeat(300); // longer than HPACK's 7-bit length prefix: multi-byte lengths
     const guarded = await startServer("127.0.0.1", 0, [{ name: "dropbox.StorageService", implementation: { PutChunk: unary<m.PutChunkRequest, m.PutChunkResponse>(async () => ({ status: "OK", alreadyPresent: false, storedNodeIds: [], chainFailures: [] }), () => {}) } }], () => {}, { tokenDigest: tokenDigest(token) });

@@ -30,7 +30,6 @@ const FRAME = { DATA: 0x0, HEADERS: 0x1, RST_STREAM: 0x3, SETTINGS: 0x4, PING: 0
 const FLAG = { END_STREAM: 0x1, ACK: 0x1, END_HEADERS: 0x4, PADDED: 0x8, PRIORITY: 0x20 };
 const SETTING = { INITIAL_WINDOW_SIZE: 0x4, MAX_FRAME_SIZE: 0x5, MAX_CONCURRENT_STREAMS: 0x3 };
 const DEFAULT_WINDOW_BYTES = 65_535;
-const CANCEL = 0x8;
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 const FRAME_HEAD_BYTES = 9;
 const MAX_STREAM_ID = 2 ** 31 - 1;
@@ -80,7 +79,6 @@ interface Call {
   window: number;
   /** Response DATA, to be one gRPC-framed message. */
   received: Buffer[];
-  ended: boolean;
   /** A HEADERS/CONTINUATION block is open (END_STREAM waits for its END_HEADERS). */
   endsWithHeaderBlock: boolean;
   resolve(message: Buffer): void;
@@ -170,11 +168,12 @@ class Connection {
         sent: 0,
         window: this.peerInitialWindow,
         received: [],
-        ended: false,
         endsWithHeaderBlock: false,
         resolve,
         reject,
-        timer: setTimeout(() => this.finish(id, new FastPathFailure(`no answer within ${timeoutMs} ms`), true), timeoutMs),
+        // The whole connection goes: what it still has queued to send is in an unknown state, and
+        // a node that does not answer one call in time is not answering the others either.
+        timer: setTimeout(() => this.drop(new FastPathFailure(`no answer within ${timeoutMs} ms`)), timeoutMs),
       };
       this.calls.set(id, call);
       this.write(frameOf(FRAME.HEADERS, FLAG.END_HEADERS, id, hpackLiterals([...headers, ["grpc-timeout", `${timeoutMs}m`]])));
@@ -187,7 +186,7 @@ class Connection {
     if (this.dead) return;
     this.dead = true;
     this.failOpen(err);
-    for (const id of [...this.calls.keys()]) this.finish(id, err, false);
+    for (const id of [...this.calls.keys()]) this.finish(id, err);
     for (const start of this.queued.splice(0)) start();
     this.socket?.end();
     this.socket = null;
@@ -289,12 +288,12 @@ class Connection {
         // Streams above the last one the server took were not processed; the rest may finish.
         const last = payload.readUInt32BE(0) & 0x7fffffff;
         this.draining = true;
-        for (const id of [...this.calls.keys()]) if (id > last) this.finish(id, new FastPathFailure("the server is going away"), false);
+        for (const id of [...this.calls.keys()]) if (id > last) this.finish(id, new FastPathFailure("the server is going away"));
         if (this.calls.size === 0) this.drop(new FastPathFailure("the server went away"));
         return;
       }
       case FRAME.RST_STREAM:
-        this.finish(stream, new FastPathFailure(`the server reset the call (code ${payload.readUInt32BE(0)})`), false);
+        this.finish(stream, new FastPathFailure(`the server reset the call (code ${payload.readUInt32BE(0)})`));
         return;
       case FRAME.DATA: {
         this.receivedSinceUpdate += payload.length;
@@ -322,19 +321,17 @@ class Connection {
 
   /** The server ended the call: a success when it sent one whole response message. */
   private ended(id: number, call: Call) {
-    call.ended = true;
     const body = Buffer.concat(call.received);
     const length = body.length >= FRAME_HEADER_BYTES ? body.readUInt32BE(1) : -1;
-    if (length >= 0 && body[0] === 0 && body.length === FRAME_HEADER_BYTES + length) this.finish(id, body.subarray(FRAME_HEADER_BYTES), false);
-    else this.finish(id, new FastPathFailure("the call ended without a response message"), false);
+    if (length >= 0 && body[0] === 0 && body.length === FRAME_HEADER_BYTES + length) this.finish(id, body.subarray(FRAME_HEADER_BYTES));
+    else this.finish(id, new FastPathFailure("the call ended without a response message"));
   }
 
-  private finish(id: number, outcome: Buffer | Error, cancel: boolean) {
+  private finish(id: number, outcome: Buffer | Error) {
     const call = this.calls.get(id);
     if (!call) return;
     this.calls.delete(id);
     clearTimeout(call.timer);
-    if (cancel && !call.ended) this.write(frameOf(FRAME.RST_STREAM, 0, id, Buffer.from([0, 0, 0, CANCEL])));
     if (outcome instanceof Error) {
       chunkSenderCounts.failed++;
       call.reject(outcome);
