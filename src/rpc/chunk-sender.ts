@@ -27,7 +27,7 @@ const MAX_SEND_FRAME_BYTES = 1024 * 1024;
 const RECEIVE_WINDOW_BYTES = 16 * 1024 * 1024;
 
 const FRAME = { DATA: 0x0, HEADERS: 0x1, RST_STREAM: 0x3, SETTINGS: 0x4, PING: 0x6, GOAWAY: 0x7, WINDOW_UPDATE: 0x8, CONTINUATION: 0x9 };
-const FLAG = { END_STREAM: 0x1, ACK: 0x1, END_HEADERS: 0x4, PADDED: 0x8, PRIORITY: 0x20 };
+const FLAG = { END_STREAM: 0x1, ACK: 0x1, END_HEADERS: 0x4, PADDED: 0x8 };
 const SETTING = { INITIAL_WINDOW_SIZE: 0x4, MAX_FRAME_SIZE: 0x5, MAX_CONCURRENT_STREAMS: 0x3 };
 const DEFAULT_WINDOW_BYTES = 65_535;
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
@@ -62,7 +62,7 @@ function hpackInteger(value: number, prefixBits: number, firstByteFlags: number)
 }
 
 /** A header block of literal fields without indexing, new names, no Huffman (RFC 7541 6.2.2). */
-export function hpackLiterals(headers: [string, string][]): Buffer {
+function hpackLiterals(headers: [string, string][]): Buffer {
   const parts: Buffer[] = [];
   for (const [name, value] of headers) {
     const n = Buffer.from(name, "latin1");
