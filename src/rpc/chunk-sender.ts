@@ -19,6 +19,7 @@
  * call through grpc-js, which reports what the node says. PutChunk is idempotent: the node
  * stores a chunk under its content's hash, after checking it, so sending twice is safe.
  */
+import { parseHostPort } from "../core/address";
 import { FRAME_HEADER_BYTES } from "./framing";
 
 /** Frames carry at most this much data even when a peer allows more: bounds one write. */
@@ -99,15 +100,15 @@ function beforeDeadline<T>(promise: Promise<T>, deadlineMs: number, what: string
 
 /** One HTTP/2 connection: its settings, windows and calls. */
 class Connection {
-  socket: Socket | null = null;
+  private socket: Socket | null = null;
   /** The server's first SETTINGS arrived: calls may start. */
   readonly ready: Promise<void>;
   private markReady!: () => void;
   private failOpen!: (err: Error) => void;
   private settled = false;
   /** GOAWAY came, or the stream ids ran out: no new calls. */
-  draining = false;
-  dead = false;
+  private draining = false;
+  private dead = false;
   private peerMaxFrame = 16_384;
   private peerInitialWindow = DEFAULT_WINDOW_BYTES;
   private peerMaxStreams = Number.POSITIVE_INFINITY;
@@ -243,8 +244,8 @@ class Connection {
       const type = this.inbox[at + 3]!;
       const flags = this.inbox[at + 4]!;
       const stream = this.inbox.readUInt32BE(at + 5) & 0x7fffffff;
-      // A copy: the inbox is cut and reused once this frame is handled.
-      const payload = Buffer.from(this.inbox.subarray(at + FRAME_HEAD_BYTES, at + FRAME_HEAD_BYTES + length));
+      // A view: the inbox is our own copy of what arrived, and is never written again.
+      const payload = this.inbox.subarray(at + FRAME_HEAD_BYTES, at + FRAME_HEAD_BYTES + length);
       at += FRAME_HEAD_BYTES + length;
       this.onFrame(type, flags, stream, payload);
     }
@@ -348,11 +349,17 @@ class Connection {
 export class ChunkSender {
   private connection: Connection | null = null;
   private closed = false;
+  private readonly host: string;
+  private readonly port: number;
+  /** The header fields every call shares, but the path: pseudo-headers, which must come first, then the rest. */
+  private readonly pseudoHeaders: [string, string][];
+  private readonly grpcHeaders: [string, string][] = [["content-type", "application/grpc"], ["te", "trailers"]];
 
-  constructor(
-    private readonly host: string,
-    private readonly port: number,
-  ) {}
+  /** `address`: HOST:PORT as gRPC dials it (IPv6 bracketed), also the calls' :authority. */
+  constructor(address: string) {
+    ({ host: this.host, port: this.port } = parseHostPort(address));
+    this.pseudoHeaders = [[":method", "POST"], [":scheme", "http"], [":authority", address]];
+  }
 
   /**
    * One unary call: `path`, `framed` (the request with its 5-byte gRPC header), `metadata`
@@ -366,9 +373,7 @@ export class ChunkSender {
         if (this.connection === gone) this.connection = null;
       });
     }
-    const authority = this.host.includes(":") ? `[${this.host}]:${this.port}` : `${this.host}:${this.port}`;
-    const headers: [string, string][] = [[":method", "POST"], [":scheme", "http"], [":path", path], [":authority", authority], ["content-type", "application/grpc"], ["te", "trailers"], ...metadata];
-    return this.connection.call(headers, framed, Date.now() + timeoutMs);
+    return this.connection.call([...this.pseudoHeaders, [":path", path], ...this.grpcHeaders, ...metadata], framed, Date.now() + timeoutMs);
   }
 
   close() {

@@ -10,7 +10,6 @@ import { callMetadata } from "./auth";
 import { channelCredentials, dialsTls, tlsChannelOptions } from "./tls";
 import { ChunkSender, FastPathFailure } from "./chunk-sender";
 import { framedBytes } from "./framing";
-import { parseHostPort } from "../core/address";
 import { fromServiceError } from "./status";
 
 /** Channel options: whole chunks in both directions, and a wide flow-control window for throughput. */
@@ -95,10 +94,7 @@ export class StorageApi {
 
   constructor(readonly address: string) {
     this.client = new StorageServiceFastClient(address, channelCredentials(), channelOptions()) as unknown as AnyClient;
-    if (!dialsTls() && process.env.DROPBOX_CHUNK_SENDER !== "grpc-js") {
-      const { host, port } = parseHostPort(address);
-      this.chunkSender = new ChunkSender(host, port);
-    }
+    if (!dialsTls() && process.env.DROPBOX_CHUNK_SENDER !== "grpc-js") this.chunkSender = new ChunkSender(address);
   }
 
   private call<Req, Res>(method: string, request: Req, timeoutMs: number): Promise<Res> {
@@ -110,25 +106,24 @@ export class StorageApi {
    * in large frames (chunk-sender.ts). What that path cannot complete, grpc-js sends again.
    */
   putChunk = async (r: m.PutChunkRequest | PreEncodedPutChunk, timeoutMs: number): Promise<m.PutChunkResponse> => {
-    const framed = this.chunkSender && "encoded" in r ? framedBytes(r.encoded) : undefined;
-    if (framed) {
-      const started = Date.now();
-      try {
-        const response = PUT_CHUNK.responseDeserialize(await this.chunkSender!.call(PUT_CHUNK.path, framed, metadataHeaders(), timeoutMs)) as m.PutChunkResponse;
-        this.fastPathMisses = 0;
-        return response;
-      } catch (err) {
-        if (!(err instanceof FastPathFailure)) throw err;
-        timeoutMs = Math.max(1, timeoutMs - (Date.now() - started));
-        const response = await this.call<m.PutChunkRequest | PreEncodedPutChunk, m.PutChunkResponse>("PutChunk", r, timeoutMs);
-        if (++this.fastPathMisses >= FAST_PATH_MISSES_TOLERATED) {
-          this.chunkSender?.close();
-          this.chunkSender = null;
-        }
-        return response;
-      }
+    const viaGrpcJs = (ms: number) => this.call<m.PutChunkRequest | PreEncodedPutChunk, m.PutChunkResponse>("PutChunk", r, ms);
+    const sender = this.chunkSender;
+    const framed = sender && "encoded" in r ? framedBytes(r.encoded) : undefined;
+    if (!sender || !framed) return viaGrpcJs(timeoutMs);
+    const started = Date.now();
+    try {
+      const response = PUT_CHUNK.responseDeserialize(await sender.call(PUT_CHUNK.path, framed, metadataHeaders(), timeoutMs)) as m.PutChunkResponse;
+      this.fastPathMisses = 0;
+      return response;
+    } catch (err) {
+      if (!(err instanceof FastPathFailure)) throw err;
     }
-    return this.call<m.PutChunkRequest | PreEncodedPutChunk, m.PutChunkResponse>("PutChunk", r, timeoutMs);
+    const response = await viaGrpcJs(Math.max(1, timeoutMs - (Date.now() - started)));
+    if (++this.fastPathMisses >= FAST_PATH_MISSES_TOLERATED) {
+      this.chunkSender?.close();
+      this.chunkSender = null;
+    }
+    return response;
   };
   getChunk = (r: m.GetChunkRequest, timeoutMs: number) => this.call<m.GetChunkRequest, m.GetChunkResponse>("GetChunk", r, timeoutMs);
   putChunks = (r: m.PutChunksRequest, timeoutMs: number) => this.call<m.PutChunksRequest, m.PutChunksResponse>("PutChunks", r, timeoutMs);
