@@ -275,8 +275,7 @@ export class Repairer {
         // Dead holders keep their copies for now; the inventory at their return finds them orphaned.
         if (!node || !liveIds.has(nodeId)) return;
         try {
-          const result = await this.o.pool.get(addressOf(node)).deleteChunks({ chunkIds: ids, keepIfWrittenWithinMs: this.o.gcGraceMs, grant: this.grant("delete", listSubject(ids), nodeId) }, CHUNK_RPC_TIMEOUT_MS);
-          this.keptFromDeletion(nodeId, result.keptChunkIds, now, 0);
+          await this.deleteUnlessFresh(node, ids, 0);
         } catch (err) {
           this.o.log(`garbage collection on ${nodeId} failed: ${errorMessage(err)}`);
         }
@@ -292,6 +291,24 @@ export class Repairer {
   }
 
   /**
+   * Has `node` delete `ids`, but for copies written within the grace period (an upload may be
+   * about to reference them), in requests of at most MAX_CHUNK_IDS_PER_REQUEST ids. The copies
+   * it keeps are asked about again later (`previousAttempts` retries so far). Returns how many
+   * it deleted; a failed request throws, and the rest are not sent.
+   */
+  private async deleteUnlessFresh(node: NodeState, ids: string[], previousAttempts: number): Promise<number> {
+    const api = this.o.pool.get(addressOf(node));
+    let deleted = 0;
+    for (let i = 0; i < ids.length; i += MAX_CHUNK_IDS_PER_REQUEST) {
+      const batch = ids.slice(i, i + MAX_CHUNK_IDS_PER_REQUEST);
+      const result = await api.deleteChunks({ chunkIds: batch, keepIfWrittenWithinMs: this.o.gcGraceMs, grant: this.grant("delete", listSubject(batch), node.id) }, CHUNK_RPC_TIMEOUT_MS);
+      deleted += result.deletedChunkIds.length;
+      this.keptFromDeletion(node.id, result.keptChunkIds, Date.now(), previousAttempts);
+    }
+    return deleted;
+  }
+
+  /**
    * Asks nodes again to delete copies they kept as too fresh, unless the master has learned
    * of the chunk since (an upload committed it). The node still keeps any written meanwhile.
    */
@@ -303,16 +320,11 @@ export class Repairer {
         // A dead node's copies wait for the inventory at its return.
         if (!node || !liveIds.has(nodeId)) return;
         const known = this.o.metadata.knownChunks(chunkIds);
-        const orphans = chunkIds.filter((id) => !known.has(id));
-        for (let i = 0; i < orphans.length; i += MAX_CHUNK_IDS_PER_REQUEST) {
-          const batch = orphans.slice(i, i + MAX_CHUNK_IDS_PER_REQUEST);
-          try {
-            const result = await this.o.pool.get(addressOf(node)).deleteChunks({ chunkIds: batch, keepIfWrittenWithinMs: this.o.gcGraceMs, grant: this.grant("delete", listSubject(batch), nodeId) }, CHUNK_RPC_TIMEOUT_MS);
-            this.keptFromDeletion(nodeId, result.keptChunkIds, Date.now(), attempt);
-            if (result.deletedChunkIds.length > 0) this.o.log(`deleted ${result.deletedChunkIds.length} orphaned copies on ${nodeId}`);
-          } catch (err) {
-            this.o.log(`deleting orphaned copies on ${nodeId} failed: ${errorMessage(err)}`);
-          }
+        try {
+          const deleted = await this.deleteUnlessFresh(node, chunkIds.filter((id) => !known.has(id)), attempt);
+          if (deleted > 0) this.o.log(`deleted ${deleted} orphaned copies on ${nodeId}`);
+        } catch (err) {
+          this.o.log(`deleting orphaned copies on ${nodeId} failed: ${errorMessage(err)}`);
         }
       }),
     );
@@ -349,13 +361,7 @@ export class Repairer {
             for (const id of ids) if (known.has(id)) this.o.metadata.addReplica(id, nodeId, started);
             for (const id of gone) this.o.metadata.removeReplica(id, nodeId);
           });
-          const orphans = ids.filter((id) => !known.has(id));
-          for (let i = 0; i < orphans.length; i += MAX_CHUNK_IDS_PER_REQUEST) {
-            const batch = orphans.slice(i, i + MAX_CHUNK_IDS_PER_REQUEST);
-            const result = await api.deleteChunks({ chunkIds: batch, keepIfWrittenWithinMs: this.o.gcGraceMs, grant: this.grant("delete", listSubject(batch), nodeId) }, CHUNK_RPC_TIMEOUT_MS);
-            deleted += result.deletedChunkIds.length;
-            this.keptFromDeletion(nodeId, result.keptChunkIds, Date.now(), 0);
-          }
+          deleted += await this.deleteUnlessFresh(node, ids.filter((id) => !known.has(id)), 0);
         },
       });
       this.o.log(`inventory of ${nodeId}: ${held} chunks, ${missing} missing copies forgotten, ${deleted} orphans deleted`);
