@@ -9,7 +9,7 @@
  *   bun bench/chunk-transport.ts [--mib 1024] [--reps 3]
  */
 import { randomBytes } from "node:crypto";
-import { median } from "./lib/stats";
+import { flagValue, median } from "./lib/stats";
 import { chunkIdOf } from "../src/core/chunk-id";
 import { StorageApi } from "../src/rpc/client";
 import type * as m from "../src/rpc/messages";
@@ -19,11 +19,6 @@ import { startServer, unary } from "../src/rpc/server";
 
 const CHUNK_BYTES = 4 * 1024 * 1024;
 const IN_FLIGHT = 4;
-
-function flag(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-}
 
 /** One side's account, printed by the child as a JSON line on stdout. */
 interface SideReport {
@@ -109,8 +104,8 @@ async function once(sender: "grpc-js" | "chunk-sender", mib: number): Promise<{ 
 }
 
 async function main() {
-  const mib = flag("mib", 1024);
-  const reps = flag("reps", 3);
+  const mib = Number(flagValue(process.argv, "mib") ?? 1024);
+  const reps = Number(flagValue(process.argv, "reps") ?? 3);
   console.log(`| ${mib} MiB as 4 MiB PutChunk calls, ${IN_FLIGHT} in flight; median of ${reps} | wall | sender CPU | receiver CPU |`);
   console.log("|---|---:|---:|---:|");
   for (const sender of ["grpc-js", "chunk-sender"] as const) {

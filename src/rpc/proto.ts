@@ -4,8 +4,9 @@
  * it and does not parse protocol text at start-up.
  *
  * This module holds what clients need: client constructors whose message types are built
- * on first use (definitions.ts), with functions protobufjs wrote at build time (proto-codecs.ts). Servers get their definitions from proto-loader
- * (server-definitions.ts), from the same descriptors.
+ * on first use (definitions.ts), with functions protobufjs wrote at build time
+ * (proto-codecs.ts). Servers get their definitions from proto-loader (server-definitions.ts),
+ * from the same descriptors.
  */
 import * as grpc from "@grpc/grpc-js";
 import type protobuf from "protobufjs/light";
