@@ -10,7 +10,9 @@ import { type TestCluster, holdsGoodCopy, withCluster, kindOf } from "./harness"
 
 /**
  * Every file under the cluster's data dirs (tmp and quarantine included), for before/after
- * comparison; not the scrubber's bookkeeping, which it writes on its own schedule.
+ * comparison; not the scrubber's bookkeeping, which it writes on its own schedule: a node's
+ * first pass starts with the node and, on a loaded machine, may save `scrub.json` (through
+ * `scrub.json.tmp`) while a test takes its snapshot.
  */
 async function allFiles(cluster: TestCluster): Promise<string[]> {
   const out: string[] = [];
@@ -18,7 +20,7 @@ async function allFiles(cluster: TestCluster): Promise<string[]> {
     for (const entry of await readdir(dir, { withFileTypes: true })) {
       const path = join(dir, entry.name);
       if (entry.isDirectory()) await walk(path);
-      else if (entry.name !== "scrub.json") out.push(relative(cluster.dir, path));
+      else if (entry.name !== "scrub.json" && entry.name !== "scrub.json.tmp") out.push(relative(cluster.dir, path));
     }
   };
   for (const node of cluster.nodes) await walk(node.dataDir);
