@@ -1,6 +1,6 @@
 /** Data dirs are private to their user and to one process: a second server on the same dir refuses to start. */
 import { describe, expect, test } from "bun:test";
-import { chown, mkdir, stat, writeFile } from "node:fs/promises";
+import { chown, mkdir, readdir, stat, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { BIN, packedChunkCount, randomBytes, type RunResult, withCluster, withTempDir } from "./harness";
@@ -71,12 +71,48 @@ describe("data dirs", () => {
     });
   });
 
+  test("a node makes a chunk directory when it first stores a chunk file there; restarted, it counts, lists and serves what they hold", async () => {
+    await withCluster({ nodes: 1, replication: 1 }, async (cluster) => {
+      const node = cluster.nodes[0]!;
+      const chunksDir = join(node.dataDir, "chunks");
+      expect(await readdir(chunksDir)).toEqual([]);
+      // Two chunk files (256 KiB and up are files, not packed), and one small packed chunk.
+      const large = [Buffer.from(randomBytes(300 * 1024)), Buffer.from(randomBytes(300 * 1024))];
+      const small = Buffer.from(randomBytes(1000));
+      const storage = new StorageApi(node.address);
+      try {
+        for (const data of [...large, small]) await storage.putChunk({ chunkId: chunkIdOf(data), data }, 5000);
+      } finally {
+        storage.close();
+      }
+      const prefixes = [...new Set(large.map((d) => chunkIdOf(d).slice(0, 2)))].sort();
+      expect((await readdir(chunksDir)).sort()).toEqual(prefixes);
+      for (const prefix of prefixes) expect(await modeOf(join(chunksDir, prefix))).toBe(0o700);
+
+      expect(await node.kill("SIGTERM")).toBe(0);
+      await node.start();
+      await cluster.waitForLiveNodes(1);
+      const status = (await cluster.api().getClusterStatus(5000)).nodes[0]!;
+      expect(status.chunkCount).toBe(3);
+      const restarted = new StorageApi(node.address);
+      try {
+        const ids = [...large, small].map((d) => chunkIdOf(d)).sort();
+        expect((await restarted.listChunks({ startAfter: "", limit: 10 }, 5000)).chunks.map((c) => c.chunkId)).toEqual(ids);
+        for (const data of large) expect(Buffer.compare((await restarted.getChunk({ chunkId: chunkIdOf(data) }, 5000)).data, data)).toBe(0);
+      } finally {
+        restarted.close();
+      }
+    });
+  });
+
   test("a node restarted on a data dir holding small chunks as files (the layout before packs) still serves, lists and deletes them", async () => {
     await withCluster({ nodes: 1, replication: 1 }, async (cluster) => {
       const node = cluster.nodes[0]!;
       expect(await node.kill("SIGTERM")).toBe(0);
       const data = Buffer.from(randomBytes(1000));
       const id = chunkIdOf(data);
+      // That layout made all 256 fan-out directories at start-up; nodes now make them on first use.
+      await mkdir(join(node.dataDir, "chunks", id.slice(0, 2)), { recursive: true, mode: 0o700 });
       await writeFile(join(node.dataDir, "chunks", id.slice(0, 2), id), data, { mode: 0o600 });
       await node.start();
       await cluster.waitForLiveNodes(1);

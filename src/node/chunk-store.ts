@@ -23,6 +23,7 @@ export interface StoreUsage {
 }
 
 const FANOUT = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+const FANOUT_NAME = /^[0-9a-f]{2}$/;
 
 /** fsync a directory, so a rename into it survives a crash. */
 async function syncDirectory(path: string) {
@@ -43,6 +44,12 @@ async function writeDurably(path: string, data: Uint8Array) {
   } finally {
     await file.close();
   }
+}
+
+/** A directory listing's failure when the directory is gone: nothing in it. */
+function ignoreMissing(err: NodeJS.ErrnoException): string[] {
+  if (err.code === "ENOENT") return [];
+  throw err;
 }
 
 function isNoSpace(err: unknown) {
@@ -77,6 +84,14 @@ export class ChunkStore {
   private tmpSequence = 0;
   /** Puts of the same id run one after another, so counts stay exact. */
   private readonly putsInProgress = new Map<string, Promise<boolean>>();
+  /**
+   * The fan-out directories under chunks/ that exist (or are being made), by prefix. They are
+   * made on first use, not all 256 at start-up: a node holding only packed chunks then has
+   * none, starting a node costs 256 fewer mkdirs, and removing a node's data dir frees 256
+   * fewer inodes (on ext4 without a journal, inodes freed in the last minute are skipped one
+   * by one by every file created in their group for a minute or more).
+   */
+  private readonly fanoutDirs = new Map<string, Promise<void>>();
 
   private constructor(
     private readonly root: string,
@@ -108,8 +123,9 @@ export class ChunkStore {
     await rm(store.tmpDir, { recursive: true, force: true });
     await mkdir(store.tmpDir, { mode: 0o700 });
     await mkdir(store.quarantineDir, { recursive: true, mode: 0o700 });
-    await Promise.all(FANOUT.map((d) => mkdir(join(store.chunksDir, d), { recursive: true, mode: 0o700 })));
-    for (const dir of FANOUT) {
+    await mkdir(store.chunksDir, { recursive: true, mode: 0o700 });
+    for (const dir of (await readdir(store.chunksDir)).filter((name) => FANOUT_NAME.test(name))) {
+      store.fanoutDirs.set(dir, Promise.resolve());
       for (const name of await readdir(join(store.chunksDir, dir))) {
         const info = await stat(join(store.chunksDir, dir, name));
         store.chunkCount++;
@@ -124,6 +140,29 @@ export class ChunkStore {
 
   private pathOf(id: string) {
     return join(this.chunksDir, id.slice(0, 2), id);
+  }
+
+  /**
+   * Makes the fan-out directory for `id` if it is not there yet, durably: a chunk renamed into
+   * it must not be lost with the directory's own entry in a crash.
+   */
+  private fanoutDirFor(id: string): Promise<void> {
+    const prefix = id.slice(0, 2);
+    let made = this.fanoutDirs.get(prefix);
+    if (!made) {
+      made = mkdir(join(this.chunksDir, prefix), { mode: 0o700 })
+        .catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== "EEXIST") throw err;
+        })
+        .then(() => syncDirectory(this.chunksDir));
+      const attempt = made;
+      // A failed attempt (disk full) is not remembered: the next put tries again.
+      attempt.catch(() => {
+        if (this.fanoutDirs.get(prefix) === attempt) this.fanoutDirs.delete(prefix);
+      });
+      this.fanoutDirs.set(prefix, made);
+    }
+    return made;
   }
 
   /**
@@ -210,9 +249,10 @@ export class ChunkStore {
     const tmpPath = join(this.tmpDir, `${id}.${process.pid}.${++this.tmpSequence}`);
     try {
       // Both settle before anything is cleaned up: a failed check must not race the write.
-      const [written, checked] = await Promise.allSettled([writeDurably(tmpPath, data), verified]);
+      const [written, checked, dir] = await Promise.allSettled([writeDurably(tmpPath, data), verified, this.fanoutDirFor(id)]);
       if (written.status === "rejected") throw written.reason;
       if (checked.status === "rejected") throw checked.reason;
+      if (dir.status === "rejected") throw dir.reason;
       const replaced = await stat(finalPath).then((s) => s.size, () => null);
       await rename(tmpPath, finalPath);
       await syncDirectory(join(this.chunksDir, id.slice(0, 2)));
@@ -305,8 +345,8 @@ export class ChunkStore {
   private async listFiles(startAfter: string, limit: number): Promise<{ chunks: ChunkRef[]; truncated: boolean }> {
     const chunks: ChunkRef[] = [];
     for (const dir of FANOUT) {
-      if (dir < startAfter.slice(0, 2)) continue;
-      const names = (await readdir(join(this.chunksDir, dir))).filter((n) => n > startAfter).sort();
+      if (dir < startAfter.slice(0, 2) || !this.fanoutDirs.has(dir)) continue;
+      const names = (await readdir(join(this.chunksDir, dir)).catch(ignoreMissing)).filter((n) => n > startAfter).sort();
       for (const name of names) {
         if (chunks.length === limit) return { chunks, truncated: true };
         const size = await stat(join(this.chunksDir, dir, name)).then((s) => s.size, () => null);
