@@ -10,7 +10,7 @@ import { assertChunkId, chunkIdOfAsync } from "../core/chunk-id";
 import type { ChunkRef } from "../rpc/messages";
 import { DropboxError, dataLoss, invalidArgument, notFound, resourceExhausted } from "../core/errors";
 import { MAX_CHUNK_SIZE_BYTES, PACKED_CHUNK_BELOW_BYTES } from "../core/limits";
-import { readFully } from "../core/positioned-io";
+import { readWholeFile } from "../core/uncached-read";
 import { DurableFile } from "../core/durable-file";
 import { PACK_RECORD_HEADER_BYTES, PackStore } from "./pack-store";
 
@@ -292,16 +292,9 @@ export class ChunkStore {
     const packed = await this.packs.read(id, headroom);
     if (packed) return { ...packed, packed: true };
     try {
-      const handle = await open(this.pathOf(id), "r");
-      try {
-        const size = (await handle.stat()).size;
-        // Nothing this store wrote is larger; a file that is cannot be a good copy, and is not read whole.
-        if (size > MAX_CHUNK_SIZE_BYTES) return { data: Buffer.alloc(0), size, packed: false };
-        const buffer = Buffer.allocUnsafe(headroom + size);
-        return { data: buffer.subarray(headroom, headroom + (await readFully(handle, buffer.subarray(headroom), 0))), size, packed: false };
-      } finally {
-        await handle.close();
-      }
+      // Nothing this store wrote is larger; a file that is cannot be a good copy, and is not read whole.
+      const { data, size } = await readWholeFile(this.pathOf(id), headroom, MAX_CHUNK_SIZE_BYTES);
+      return { data: data ?? Buffer.alloc(0), size, packed: false };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
       throw err;
