@@ -287,6 +287,28 @@ describe("transfers", () => {
     });
   });
 
+  test("download -r: a file that cannot be put in place fails alone (exit 2, one line); the others land whole, and no temporary file is left", async () => {
+    await withCluster({ nodes: 2, replication: 2 }, async (cluster) => {
+      await withTempDir(async (dir) => {
+        const src = join(dir, "src");
+        await mkdir(join(src, "sub"), { recursive: true });
+        for (let i = 0; i < 30; i++) await writeFile(join(src, i % 3 ? "sub" : "", `f${i}`), randomBytes(i * 100));
+        expect((await cluster.run(["upload", "-r", src, "--prefix", "g/", "--quiet"])).exitCode).toBe(0);
+        // A directory where one file is to go: it cannot be renamed over.
+        const out = join(dir, "out");
+        await mkdir(join(out, "sub", "f4"), { recursive: true });
+        await writeFile(join(out, "sub", "f4", "keep"), "mine");
+        const down = await cluster.run(["download", "-r", "g/", out]);
+        expect(down.exitCode).toBe(2);
+        expect(down.stderr.trim().split("\n")).toHaveLength(1);
+        expect(down.stderr).toContain("1 of 30 files failed; first: g/sub/f4");
+        const expected = (await treeOf(src)).filter((rel) => rel !== "sub/f4");
+        expect(await treeOf(out)).toEqual([...expected, "sub/f4/keep"].sort());
+        for (const rel of expected) expect((await readFile(join(out, rel))).equals(await readFile(join(src, rel)))).toBe(true);
+      });
+    });
+  });
+
   test("1000 files of 4 KiB go up and come back down, each way in a few seconds, intact", async () => {
     await withCluster({ nodes: 3, replication: 2 }, async (cluster) => {
       await withTempDir(async (dir) => {

@@ -9,10 +9,11 @@ import { randomBytes } from "node:crypto";
 import { formatHostPort } from "../core/address";
 import { chunkIdOfAsync, contentHashOf } from "../core/chunk-id";
 import { DropboxError, dataLoss, errorMessage, unavailable } from "../core/errors";
-import { CHUNK_RPC_TIMEOUT_MS, DOWNLOAD_WINDOW_BYTES } from "../core/limits";
+import { CHUNK_RPC_TIMEOUT_MS, DOWNLOAD_WINDOW_BYTES, UNCACHED_WRITE_MIN_BYTES } from "../core/limits";
 import { assertName } from "../core/names";
 import { writeOut } from "../core/stdio";
 import { DurableFile } from "../core/durable-file";
+import type { GroupCommit } from "../core/group-commit";
 import { releaseReceived } from "../rpc/receive-buffers";
 import type { ChunkPool, TransferMaster } from "../rpc/client";
 import type { ChunkLocation, FileInfo, GetManifestResponse, StorageNode } from "../rpc/messages";
@@ -27,6 +28,8 @@ export interface DownloadOptions {
   onProgress?: (bytes: number) => void;
   /** The file's manifest when already read (listed with its directory); else it is asked for. */
   manifest?: GetManifestResponse;
+  /** Where a small file is made durable along with others (many-file downloads); else on its own. */
+  groupCommit?: GroupCommit;
 }
 
 const addressOf = (node: StorageNode) => formatHostPort(node.host, node.port);
@@ -77,6 +80,20 @@ interface Sink {
   abort(): Promise<void>;
 }
 
+/**
+ * A small file's bytes, held until they are all here and then written in one go, made durable
+ * with the rest of its group (core/group-commit.ts) and renamed over `output`.
+ */
+function groupedSink(output: string, group: GroupCommit): Sink {
+  const held: Buffer[] = [];
+  return {
+    // A copy: the caller may reuse its buffer once this resolves.
+    write: async (data) => void held.push(Buffer.from(data)),
+    finish: () => group.write(output, held.length === 1 ? held[0]! : Buffer.concat(held), 0o644),
+    abort: async () => {},
+  };
+}
+
 /** A temp file beside `output`, renamed over it once complete and durable; large files go past the page cache. */
 async function fileSink(output: string, size: number): Promise<Sink> {
   const tmpPath = join(dirname(output), `.${basename(output)}.${randomBytes(4).toString("hex")}.dropbox-part`);
@@ -115,7 +132,12 @@ export async function downloadFile(options: DownloadOptions): Promise<FileInfo> 
     throw dataLoss(`the master's manifest of ${name} is inconsistent with its content hash`);
   }
 
-  const sink = options.output === "-" ? stdoutSink(name) : await fileSink(options.output, file.size);
+  const sink =
+    options.output === "-"
+      ? stdoutSink(name)
+      : options.groupCommit && file.size < UNCACHED_WRITE_MIN_BYTES
+        ? groupedSink(options.output, options.groupCommit)
+        : await fileSink(options.output, file.size);
   try {
     const window = Math.max(1, Math.floor(DOWNLOAD_WINDOW_BYTES / Math.max(file.chunkSize, 1)));
     const fetches: Promise<Buffer>[] = [];

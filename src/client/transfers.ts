@@ -6,6 +6,7 @@
 import { mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
 import { DropboxError, errorMessage } from "../core/errors";
+import { GroupCommit } from "../core/group-commit";
 import { TRANSFER_FILES_BUDGET_BYTES } from "../core/limits";
 import type { MasterApi, StoragePool } from "../rpc/client";
 import type { FileInfo, GetManifestResponse } from "../rpc/messages";
@@ -219,16 +220,29 @@ export function downloadMany(master: MasterApi, pool: StoragePool, plan: Plan<Do
     }
     return made;
   };
+  // Small files are made durable a group at a time: once every download under way waits on
+  // the group, nothing else can join it, so it is flushed then.
+  let working = 0;
+  const flushWhenAllWait = () => {
+    if (group && group.pending > 0 && group.waiting >= working) group.flush();
+  };
+  const group = plan.files > 1 ? new GroupCommit(flushWhenAllWait) : undefined;
   const work = async (item: DownloadItem, onProgress: (bytes: number) => void) => {
-    await makeParent(dirname(item.output));
-    const download = (manifest?: GetManifestResponse) => downloadFile({ master: m, pool: p, name: item.name, output: item.output, onProgress, manifest });
-    if (!item.manifest) return download();
-    // A manifest listed earlier may be stale: a file replaced since, and its old chunks
-    // collected, cannot be read. Its current manifest is asked for once.
-    return download(item.manifest).catch((err) => {
-      if (err instanceof DropboxError && err.kind === "UNAVAILABLE") return download();
-      throw err;
-    });
+    working++;
+    try {
+      await makeParent(dirname(item.output));
+      const download = (manifest?: GetManifestResponse) => downloadFile({ master: m, pool: p, name: item.name, output: item.output, onProgress, manifest, groupCommit: group });
+      if (!item.manifest) return await download();
+      // A manifest listed earlier may be stale: a file replaced since, and its old chunks
+      // collected, cannot be read. Its current manifest is asked for once.
+      return await download(item.manifest).catch((err) => {
+        if (err instanceof DropboxError && err.kind === "UNAVAILABLE") return download();
+        throw err;
+      });
+    } finally {
+      working--;
+      flushWhenAllWait();
+    }
   };
   return runTransfers(plan.items(), lanesFor(plan, DOWNLOAD_FILES_IN_FLIGHT), work, onOutcome, events);
 }

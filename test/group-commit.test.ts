@@ -1,0 +1,96 @@
+/** Small files made durable as a group land whole under their names, alone or with others, and a failure leaves nothing behind. */
+import { describe, expect, test } from "bun:test";
+import { randomBytes } from "node:crypto";
+import { mkdir, mkdtemp, open, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { GroupCommit } from "../src/core/group-commit";
+import { syncFilesystem } from "../src/core/syncfs";
+import { waitFor } from "./poll";
+
+async function inDir(body: (dir: string) => Promise<void>) {
+  const dir = await mkdtemp(join(tmpdir(), "dropbox-group-"));
+  try {
+    await body(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Every name under `dir`, nested ones as relative paths. */
+async function namesUnder(dir: string): Promise<string[]> {
+  return ((await readdir(dir, { recursive: true })) as string[]).sort();
+}
+
+/** Writes `files` through one group, flushed once all of them wait, as a many-file download does. */
+async function writeGroup(group: GroupCommit, files: Map<string, Buffer>): Promise<PromiseSettledResult<void>[]> {
+  return Promise.allSettled([...files].map(([path, data]) => group.write(path, data, 0o644)));
+}
+
+describe("group commit", () => {
+  test("syncfs is available on this Linux and syncs the temp directory's filesystem", async () => {
+    const handle = await open(tmpdir(), "r");
+    try {
+      expect(syncFilesystem(handle.fd)).toBe(true);
+    } finally {
+      await handle.close();
+    }
+  });
+
+  for (const [label, limit, path] of [
+    ["with one syncfs", undefined, "syncfsGroups"],
+    ["with an fsync per file, when other processes have writes waiting", Number.NEGATIVE_INFINITY, "fsyncGroups"],
+  ] as const) {
+    test(`files in two directories land whole under their names, an old one replaced, ${label}; no temporary file remains`, async () => {
+      await inDir(async (dir) => {
+        await mkdir(join(dir, "sub"));
+        await writeFile(join(dir, "f0"), "old bytes");
+        const files = new Map<string, Buffer>();
+        for (let i = 0; i < 40; i++) files.set(join(dir, i % 2 ? "sub" : "", `f${i}`), randomBytes(i * 100));
+        let group: GroupCommit;
+        group = new GroupCommit(() => group.pending === files.size && group.flush(), limit);
+        const results = await writeGroup(group, files);
+        expect(results.every((r) => r.status === "fulfilled")).toBe(true);
+        for (const [file, data] of files) expect((await readFile(file)).equals(data)).toBe(true);
+        expect(await namesUnder(dir)).toEqual(["sub", ...[...files.keys()].map((f) => f.slice(dir.length + 1))].sort());
+        expect(group.stats).toEqual({ syncfsGroups: path === "syncfsGroups" ? 1 : 0, fsyncGroups: path === "fsyncGroups" ? 1 : 0 });
+        expect(group.waiting).toBe(0);
+      });
+    });
+  }
+
+  test("a file whose destination is a directory fails alone: the others land, and no temporary file is left", async () => {
+    await inDir(async (dir) => {
+      await mkdir(join(dir, "taken"));
+      await writeFile(join(dir, "taken", "inside"), "keep me");
+      const files = new Map<string, Buffer>([
+        [join(dir, "a"), randomBytes(10)],
+        [join(dir, "taken"), randomBytes(10)],
+        [join(dir, "b"), randomBytes(10)],
+      ]);
+      let group: GroupCommit;
+      group = new GroupCommit(() => group.pending === files.size && group.flush());
+      const [a, taken, b] = await writeGroup(group, files);
+      expect([a!.status, taken!.status, b!.status]).toEqual(["fulfilled", "rejected", "fulfilled"]);
+      expect(await namesUnder(dir)).toEqual(["a", "b", "taken", "taken/inside"]);
+      expect(await readFile(join(dir, "taken", "inside"), "utf8")).toBe("keep me");
+    });
+  });
+
+  test("a flush makes durable the files staged before it; one staged after it waits for the next flush", async () => {
+    await inDir(async (dir) => {
+      const group = new GroupCommit();
+      const first = group.write(join(dir, "first"), Buffer.from("1"), 0o644);
+      await waitFor("the first file staged", () => group.pending === 1, 5000, 1);
+      group.flush();
+      await first;
+      const second = group.write(join(dir, "second"), Buffer.from("2"), 0o644);
+      await waitFor("the second file staged", () => group.pending === 1, 5000, 1);
+      expect(await namesUnder(dir)).toEqual([expect.stringMatching(/^\.second\.[0-9a-f]{8}\.dropbox-part$/), "first"]);
+      group.flush();
+      await second;
+      expect(await namesUnder(dir)).toEqual(["first", "second"]);
+      expect(group.stats.syncfsGroups + group.stats.fsyncGroups).toBe(2);
+    });
+  });
+});
