@@ -59,6 +59,22 @@ describe("group commit", () => {
     });
   }
 
+  test("a group that reaches its most files is flushed without waiting for the owner", async () => {
+    await inDir(async (dir) => {
+      const files = new Map<string, Buffer>();
+      for (let i = 0; i < 12; i++) files.set(join(dir, `f${i}`), randomBytes(64));
+      const group = new GroupCommit(() => {}, undefined, 5);
+      let done = 0;
+      const results = Promise.allSettled([...files].map(([path, data]) => group.write(path, data, 0o644).finally(() => done++)));
+      // The two full groups went on their own; the owner flushes the rest.
+      await waitFor("two full groups done and the last two files staged", () => done === 10 && group.pending === 2, 5000, 1);
+      group.flush();
+      expect((await results).every((r) => r.status === "fulfilled")).toBe(true);
+      expect(group.stats.syncfsGroups + group.stats.fsyncGroups).toBe(3);
+      for (const [file, data] of files) expect((await readFile(file)).equals(data)).toBe(true);
+    });
+  });
+
   test("a file whose destination is a directory fails alone: the others land, and no temporary file is left", async () => {
     await inDir(async (dir) => {
       await mkdir(join(dir, "taken"));

@@ -16,6 +16,7 @@
 import { randomBytes } from "node:crypto";
 import { open, rename, stat, unlink, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import { GROUP_COMMIT_MAX_FILES } from "./limits";
 import { Semaphore } from "./semaphore";
 import { dirtyBytesSystemWide, syncFilesystem } from "./syncfs";
 
@@ -73,11 +74,13 @@ export class GroupCommit {
 
   /**
    * @param onStaged called each time a file joins the group: the owner, which knows how many
-   *   writers are still at work, flushes once they all wait here.
+   *   writers are still at work, flushes once they all wait here. A group of `maxFiles`
+   *   is flushed at once.
    */
   constructor(
     private readonly onStaged: () => void = () => {},
     private readonly foreignDirtyLimitBytes = GROUP_COMMIT_FOREIGN_DIRTY_LIMIT_BYTES,
+    private readonly maxFiles = GROUP_COMMIT_MAX_FILES,
   ) {}
 
   /** Files waiting for a flush, or in one under way. */
@@ -99,7 +102,8 @@ export class GroupCommit {
     await writeFile(tmp, data, { mode, flag: "wx" });
     return new Promise<void>((resolve, reject) => {
       this.staged.push({ tmp, path, bytes: data.byteLength, resolve, reject });
-      this.onStaged();
+      if (this.staged.length >= this.maxFiles) this.flush();
+      else this.onStaged();
     });
   }
 
