@@ -2,12 +2,13 @@
 import { describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdtemp, readFile, rm, stat, statfs } from "node:fs/promises";
+import { readFile, stat, statfs } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DIRECT_IO_ALIGNMENT_BYTES, misalignment } from "../src/core/direct-io-alignment";
 import { DurableFile } from "../src/core/durable-file";
 import { UNCACHED_WRITE_MIN_BYTES } from "../src/core/limits";
+import { withTempDir, withTempDirUnder } from "./harness";
 
 const MiB = 1024 * 1024;
 /** Filesystems that have supported O_DIRECT for a decade: on them the direct path must be taken. */
@@ -23,14 +24,6 @@ async function writeAndRead(dir: string, pieces: Buffer[], expectedBytes = UNCAC
   return { bytes: await readFile(path), direct, mode: (await stat(path)).mode & 0o777 };
 }
 
-async function inDir(root: string, body: (dir: string) => Promise<void>) {
-  const dir = await mkdtemp(join(root, "dropbox-durable-"));
-  try {
-    await body(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
 
 const shapes: [string, number[]][] = [
   ["one block", [4096]],
@@ -48,7 +41,7 @@ for (const [label, root] of [["the temp directory", tmpdir()], ["tmpfs", "/dev/s
     for (const [shape, sizes] of shapes) {
       test(`${shape}: the file holds exactly the bytes appended`, async () => {
         if (!existsSync(root)) throw new Error(`${root} is missing on this machine`);
-        await inDir(root, async (dir) => {
+        await withTempDirUnder(root, async (dir) => {
           const pieces = sizes.map((n) => randomBytes(n));
           const { bytes, mode } = await writeAndRead(dir, pieces);
           expect(bytes.byteLength).toBe(sizes.reduce((a, b) => a + b, 0));
@@ -62,7 +55,7 @@ for (const [label, root] of [["the temp directory", tmpdir()], ["tmpfs", "/dev/s
 
 describe("durable files", () => {
   test("go past the page cache where the filesystem supports it", async () => {
-    await inDir(tmpdir(), async (dir) => {
+    await withTempDir(async (dir) => {
       const { type } = await statfs(dir);
       const { direct } = await writeAndRead(dir, [randomBytes(MiB)]);
       if (DIRECT_FILESYSTEMS.has(type)) expect(direct).toBe(true);
@@ -70,7 +63,7 @@ describe("durable files", () => {
     });
   });
   test("small ones stay in the page cache, and hold exactly the bytes appended", async () => {
-    await inDir(tmpdir(), async (dir) => {
+    await withTempDir(async (dir) => {
       const pieces = [randomBytes(5000), randomBytes(4096), randomBytes(1)];
       const { bytes, direct, mode } = await writeAndRead(dir, pieces, UNCACHED_WRITE_MIN_BYTES - 1);
       expect(direct).toBe(false);
@@ -79,7 +72,7 @@ describe("durable files", () => {
     });
   });
   test("take bytes that already sit in aligned memory as they are, tail included", async () => {
-    await inDir(tmpdir(), async (dir) => {
+    await withTempDir(async (dir) => {
       const raw = Buffer.allocUnsafeSlow(3 * MiB);
       const start = (DIRECT_IO_ALIGNMENT_BYTES - misalignment(raw)) % DIRECT_IO_ALIGNMENT_BYTES;
       const aligned = raw.subarray(start, start + 2 * MiB + 100);
@@ -90,7 +83,7 @@ describe("durable files", () => {
     });
   });
   test("refuse to replace an existing file: a large one when created, a small one when committed", async () => {
-    await inDir(tmpdir(), async (dir) => {
+    await withTempDir(async (dir) => {
       const path = join(dir, "taken");
       await Bun.write(path, "keep me");
       await expect(DurableFile.create(path, 0o600, UNCACHED_WRITE_MIN_BYTES)).rejects.toMatchObject({ code: "EEXIST" });
@@ -101,7 +94,7 @@ describe("durable files", () => {
     });
   });
   test("a small one keeps the bytes as appended though the caller reuses its buffer, and spills to disk past the line", async () => {
-    await inDir(tmpdir(), async (dir) => {
+    await withTempDir(async (dir) => {
       const reused = Buffer.from(randomBytes(1000));
       const first = Buffer.from(reused);
       const grown = randomBytes(UNCACHED_WRITE_MIN_BYTES);

@@ -1,21 +1,14 @@
 /** Small files made durable as a group land whole under their names, alone or with others, and a failure leaves nothing behind. */
 import { describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, open, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, open, readFile, readdir, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GroupCommit } from "../src/core/group-commit";
 import { syncFilesystem } from "../src/core/syncfs";
 import { waitFor } from "./poll";
+import { withTempDir } from "./harness";
 
-async function inDir(body: (dir: string) => Promise<void>) {
-  const dir = await mkdtemp(join(tmpdir(), "dropbox-group-"));
-  try {
-    await body(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
 
 /** Every name under `dir`, nested ones as relative paths. */
 async function namesUnder(dir: string): Promise<string[]> {
@@ -42,7 +35,7 @@ describe("group commit", () => {
     ["with an fsync per file, when other processes have writes waiting", Number.NEGATIVE_INFINITY, "fsyncGroups"],
   ] as const) {
     test(`files in two directories land whole under their names, an old one replaced, ${label}; no temporary file remains`, async () => {
-      await inDir(async (dir) => {
+      await withTempDir(async (dir) => {
         await mkdir(join(dir, "sub"));
         await writeFile(join(dir, "f0"), "old bytes");
         const files = new Map<string, Buffer>();
@@ -60,7 +53,7 @@ describe("group commit", () => {
   }
 
   test("a group that reaches its most files is flushed without waiting for the owner", async () => {
-    await inDir(async (dir) => {
+    await withTempDir(async (dir) => {
       const files = new Map<string, Buffer>();
       for (let i = 0; i < 12; i++) files.set(join(dir, `f${i}`), randomBytes(64));
       const group = new GroupCommit(() => {}, undefined, 5);
@@ -76,7 +69,7 @@ describe("group commit", () => {
   });
 
   test("a file whose destination is a directory fails alone: the others land, and no temporary file is left", async () => {
-    await inDir(async (dir) => {
+    await withTempDir(async (dir) => {
       await mkdir(join(dir, "taken"));
       await writeFile(join(dir, "taken", "inside"), "keep me");
       const files = new Map<string, Buffer>([
@@ -94,7 +87,7 @@ describe("group commit", () => {
   });
 
   test("a flush makes durable the files staged before it; one staged after it waits for the next flush", async () => {
-    await inDir(async (dir) => {
+    await withTempDir(async (dir) => {
       const group = new GroupCommit();
       const first = group.write(join(dir, "first"), Buffer.from("1"), 0o644);
       await waitFor("the first file staged", () => group.pending === 1, 5000, 1);

@@ -221,8 +221,13 @@ export async function withCluster(options: ClusterOptions, body: (cluster: TestC
 }
 
 /** A temp dir for a test's local files, removed afterwards. */
-export async function withTempDir(body: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), "dropbox-files-"));
+export function withTempDir(body: (dir: string) => Promise<void>): Promise<void> {
+  return withTempDirUnder(tmpdir(), body);
+}
+
+/** A temp dir under `root` (a filesystem a test needs, such as tmpfs), removed afterwards. */
+export async function withTempDirUnder(root: string, body: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(join(root, "dropbox-files-"));
   try {
     await body(dir);
   } finally {
