@@ -72,6 +72,8 @@ interface Ours {
   cliLatency: CliLatencyResult;
   smallFiles: SmallFilesResult | null;
   serverPeakRssMiB: Record<string, number>;
+  /** Our cluster's files, removed once the seed has run (see measureOurs). */
+  leftDir: string;
 }
 
 async function measureOurs(bin: string, settings: Settings): Promise<Ours> {
@@ -97,9 +99,11 @@ async function measureOurs(bin: string, settings: Settings): Promise<Ours> {
     }
     const serverPeakRssMiB: Record<string, number> = {};
     for (const server of cluster.servers) serverPeakRssMiB[server.name] = (vmHwmKiB(server.pid) ?? 0) / 1024;
-    return { version, clusterUp, sizes, cliLatency, smallFiles, serverPeakRssMiB };
+    return { version, clusterUp, sizes, cliLatency, smallFiles, serverPeakRssMiB, leftDir: cluster.dir };
   } finally {
-    await cluster.stop();
+    // The files stay until the seed has run: removing thousands of inodes just before its
+    // small-file phase would slow its creates on ext4 without a journal (our-workloads.ts).
+    await cluster.stop({ keepDir: true });
   }
 }
 
@@ -196,7 +200,12 @@ async function main(): Promise<number> {
   const bin = await dropboxBinary();
   log(`binary ${bin}; sizes ${settings.sizes.join(",")}; ${settings.reps} rep(s); peak RSS from ${RSS_SOURCE}`);
   const ours = await measureOurs(bin, settings);
-  const seed = await measureSeed(settings);
+  let seed: Seed;
+  try {
+    seed = await measureSeed(settings);
+  } finally {
+    await rm(ours.leftDir, { recursive: true, force: true });
+  }
   const rows = rowsFor(ours, seed);
   const table = formatTable(rows);
   const durationS = (performance.now() - started) / 1000;

@@ -166,10 +166,10 @@ export class LocalCluster {
     return new Set((await chunksOnDisk(node.dataDir)).keys());
   }
 
-  /** Stops every process (SIGTERM, then SIGKILL) and removes the temp dir. */
-  async stop(): Promise<void> {
+  /** Stops every process (SIGTERM, then SIGKILL) and removes the temp dir, unless told to leave it (`dir`) for later. */
+  async stop(options: { keepDir?: boolean } = {}): Promise<void> {
     for (const api of this.apis) api.close();
     await Promise.all(this.servers.map((s) => s.stop()));
-    await rm(this.dir, { recursive: true, force: true });
+    if (!options.keepDir) await rm(this.dir, { recursive: true, force: true });
   }
 }
