@@ -2,7 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { mkdir, readdir, readFile, symlink, writeFile } from "node:fs/promises";
-import { ANSI, cliCommandLine, randomBytes, sha256File, waitFor, withCluster, withTempDir } from "./harness";
+import { ANSI, BIN, cliCommandLine, randomBytes, sha256File, waitFor, withCluster, withTempDir } from "./harness";
 import { chunkIdOf } from "../src/core/chunk-id";
 import { LIST_MANIFESTS_MAX_FILE_CHUNKS } from "../src/core/limits";
 import { StoragePool } from "../src/rpc/client";
@@ -305,6 +305,26 @@ describe("transfers", () => {
         const expected = (await treeOf(src)).filter((rel) => rel !== "sub/f4");
         expect(await treeOf(out)).toEqual([...expected, "sub/f4/keep"].sort());
         for (const rel of expected) expect((await readFile(join(out, rel))).equals(await readFile(join(src, rel)))).toBe(true);
+      });
+    });
+  });
+
+  test("a download stopped by SIGINT or SIGTERM removes its partial file and exits 130 or 143", async () => {
+    await withCluster({ nodes: 2, replication: 2 }, async (cluster) => {
+      await withTempDir(async (dir) => {
+        // Large enough that the download is still writing when its temporary file is seen.
+        await writeFile(join(dir, "big.bin"), randomBytes(256 * 1024 * KiB));
+        expect((await cluster.run(["upload", join(dir, "big.bin"), "--quiet"])).exitCode).toBe(0);
+        for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+          const out = join(dir, `out-${signal}`);
+          await mkdir(out);
+          const proc = Bun.spawn([BIN, "download", "big.bin", join(out, "big.bin"), "--quiet"], { env: { ...process.env, DROPBOX_MASTER: cluster.master.address }, stdout: "ignore", stderr: "pipe" });
+          await waitFor("the download's temporary file", async () => proc.exitCode === null && (await readdir(out)).some((n) => n.endsWith(".dropbox-part")), 10_000, 2);
+          proc.kill(signal);
+          expect(await proc.exited).toBe(code);
+          expect(await new Response(proc.stderr).text()).toBe("");
+          expect(await readdir(out)).toEqual([]);
+        }
       });
     });
   });

@@ -8,6 +8,7 @@ import { DropboxError, errorMessage } from "../core/errors";
 import { VERSION } from "../core/version";
 import { registerClusterCommands } from "./cluster-commands";
 import { EXIT, exitCodeFor } from "./exit-codes";
+import { cleanUpOnSignals } from "./interrupt";
 import { writeOut, writeErr } from "../core/stdio";
 
 /** Stands for a bare "-" (stdin/stdout) argument while options are parsed. */
@@ -26,6 +27,11 @@ const MASTER_HELP = "master address HOST:PORT (default: $DROPBOX_MASTER or 127.0
 function buildCli(argv: string[], setResult: (p: Promise<number>) => void) {
   const cli = cac("dropbox");
   const run = (load: () => Promise<number>) => setResult(load());
+  // Transfers write local files: a signal removes the partial ones before the process ends.
+  const runTransfer = (load: () => Promise<number>) => {
+    cleanUpOnSignals((code) => process.exit(code));
+    run(load);
+  };
 
   cli
     .command("master", "Run the master (metadata server)")
@@ -78,7 +84,7 @@ function buildCli(argv: string[], setResult: (p: Promise<number>) => void) {
     .example("dropbox upload ./build/app.tgz --as artifacts/app.tgz")
     .example("dropbox upload *.log --prefix logs/")
     .example("dropbox upload -r ./photos --prefix photos/   # photos/2024/a.jpg, …")
-    .action((paths, flags) => run(async () => (await import("./upload")).uploadCommand(paths, flags, argv)));
+    .action((paths, flags) => runTransfer(async () => (await import("./upload")).uploadCommand(paths, flags, argv)));
 
   cli
     .command("download <name> [output]", "Download a file ('-' writes to stdout; default: the name's basename), or with -r every file under a prefix")
@@ -89,7 +95,7 @@ function buildCli(argv: string[], setResult: (p: Promise<number>) => void) {
     .example("dropbox download artifacts/app.tgz ./app.tgz")
     .example("dropbox download report.pdf - | sha256sum")
     .example("dropbox download -r photos/ ./restored   # ./restored/2024/a.jpg, …")
-    .action((name, output, flags) => run(async () => (await import("./download")).downloadCommand(String(name), output === undefined ? undefined : output === STDIO_ARG ? "-" : String(output), flags, argv)));
+    .action((name, output, flags) => runTransfer(async () => (await import("./download")).downloadCommand(String(name), output === undefined ? undefined : output === STDIO_ARG ? "-" : String(output), flags, argv)));
 
   cli
     .command("list [prefix]", "List files: name, size, chunks, time")

@@ -34,7 +34,8 @@ export class LiveBoard {
             if (this.settled[i]) resolve();
           }),
       })),
-      { concurrent: true, exitOnError: false, renderer: "default", rendererOptions: { formatOutput: "truncate", clearOutput: true } },
+      // Signals are handled by cli/interrupt.ts, which removes partial downloads first; listr2's own would exit 127.
+      { concurrent: true, exitOnError: false, registerSignalListeners: false, renderer: "default", rendererOptions: { formatOutput: "truncate", clearOutput: true } },
     );
     this.running = list.run().catch(() => undefined);
     this.timer = setInterval(() => this.refresh(), REFRESH_INTERVAL_MS);

@@ -14,6 +14,7 @@ import { assertName } from "../core/names";
 import { writeOut } from "../core/stdio";
 import { DurableFile } from "../core/durable-file";
 import type { GroupCommit } from "../core/group-commit";
+import { tempFiles } from "../core/temp-files";
 import { releaseReceived } from "../rpc/receive-buffers";
 import type { ChunkPool, TransferMaster } from "../rpc/client";
 import type { ChunkLocation, FileInfo, GetManifestResponse, StorageNode } from "../rpc/messages";
@@ -97,16 +98,21 @@ function groupedSink(output: string, group: GroupCommit): Sink {
 /** A temp file beside `output`, renamed over it once complete and durable; large files go past the page cache. */
 async function fileSink(output: string, size: number): Promise<Sink> {
   const tmpPath = join(dirname(output), `.${basename(output)}.${randomBytes(4).toString("hex")}.dropbox-part`);
-  const file = await DurableFile.create(tmpPath, 0o644, size);
+  const file = await tempFiles.create(tmpPath, () => DurableFile.create(tmpPath, 0o644, size)).catch((err) => {
+    tempFiles.delete(tmpPath);
+    throw err;
+  });
   return {
     write: (data) => file.append(data),
     async finish() {
       await file.commit();
       await rename(tmpPath, output);
+      tempFiles.delete(tmpPath);
     },
     async abort() {
       await file.close();
       await unlink(tmpPath).catch(() => {});
+      tempFiles.delete(tmpPath);
     },
   };
 }

@@ -19,6 +19,7 @@ import { basename, dirname, join } from "node:path";
 import { GROUP_COMMIT_MAX_FILES } from "./limits";
 import { Semaphore } from "./semaphore";
 import { dirtyBytesSystemWide, syncFilesystem } from "./syncfs";
+import { tempFiles } from "./temp-files";
 
 /** Other processes' dirty bytes above which a group is not synced with the whole filesystem. */
 export const GROUP_COMMIT_FOREIGN_DIRTY_LIMIT_BYTES = 64 * 1024 * 1024;
@@ -99,7 +100,11 @@ export class GroupCommit {
    */
   async write(path: string, data: Uint8Array, mode: number): Promise<void> {
     const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(4).toString("hex")}.dropbox-part`);
-    await writeFile(tmp, data, { mode, flag: "wx" });
+    await tempFiles.create(tmp, () => writeFile(tmp, data, { mode, flag: "wx" })).catch(async (err) => {
+      await unlink(tmp).catch(() => {});
+      tempFiles.delete(tmp);
+      throw err;
+    });
     return new Promise<void>((resolve, reject) => {
       this.staged.push({ tmp, path, bytes: data.byteLength, resolve, reject });
       if (this.staged.length >= this.maxFiles) this.flush();
@@ -138,12 +143,14 @@ export class GroupCommit {
       this.committing--;
       const err = failed.get(file);
       if (err === undefined) {
+        tempFiles.delete(file.tmp);
         file.resolve();
         continue;
       }
       // Not renamed: the temporary file goes. Renamed but its directory not synced: the bytes
       // are whole and on disk, the name may not be; it stays, and the write is reported failed.
       await unlink(file.tmp).catch(() => {});
+      tempFiles.delete(file.tmp);
       file.reject(err);
     }
   }
