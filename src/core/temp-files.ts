@@ -47,10 +47,6 @@ export const tempFiles = {
   delete(path: string): void {
     live.delete(path);
   },
-  /** How many are registered now. */
-  get size(): number {
-    return live.size;
-  },
   /** Removes every one, creations under way included (waited for, up to a bound); nothing is created after. */
   async removeAll(): Promise<void> {
     stopping = true;
