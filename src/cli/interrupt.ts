@@ -18,7 +18,14 @@ export function cleanUpOnSignals(exit: (code: number) => void): void {
     process.on(signal, () => {
       if (stopping) return; // Ctrl-C reaches the whole process group, and may come twice
       stopping = true;
-      for (const stream of [process.stderr, process.stdout]) if (stream.isTTY) stream.write(SHOW_CURSOR);
+      // After SIGHUP the terminal is gone: writing to it would only fail.
+      if (signal !== "SIGHUP") {
+        for (const stream of [process.stderr, process.stdout]) {
+          if (!stream.isTTY) continue;
+          stream.on("error", () => {});
+          stream.write(SHOW_CURSOR);
+        }
+      }
       const code = signal === "SIGINT" ? EXIT.INTERRUPTED : 128 + number;
       tempFiles.removeAll().then(() => exit(code), () => exit(code));
     });

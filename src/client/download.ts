@@ -103,9 +103,11 @@ async function fileSink(output: string, size: number): Promise<Sink> {
     throw err;
   });
   return {
-    write: (data) => file.append(data),
+    // A small file is created only when its bytes are all here (at commit, or on an append past
+    // the line): tracked, so that a signal in between cannot leave it behind.
+    write: (data) => tempFiles.create(tmpPath, () => file.append(data)),
     async finish() {
-      await file.commit();
+      await tempFiles.create(tmpPath, () => file.commit());
       await rename(tmpPath, output);
       tempFiles.delete(tmpPath);
     },

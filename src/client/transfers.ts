@@ -7,7 +7,7 @@ import { mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
 import { DropboxError, errorMessage } from "../core/errors";
 import { GroupCommit } from "../core/group-commit";
-import { TRANSFER_FILES_BUDGET_BYTES } from "../core/limits";
+import { TRANSFER_FILES_BUDGET_BYTES, UNCACHED_WRITE_MIN_BYTES } from "../core/limits";
 import type { MasterApi, StoragePool } from "../rpc/client";
 import type { FileInfo, GetManifestResponse } from "../rpc/messages";
 import { BatchingMaster, BatchingPool } from "./batching";
@@ -220,15 +220,17 @@ export function downloadMany(master: MasterApi, pool: StoragePool, plan: Plan<Do
     }
     return made;
   };
-  // Small files are made durable a group at a time: once every download under way waits on
-  // the group, nothing else can join it, so it is flushed then.
+  // Small files are made durable a group at a time: once every small file's download under way
+  // waits on the group, nothing else can join it soon, so it is flushed then. Large files are
+  // not counted: a long one must not hold finished small ones back.
   let working = 0;
   const flushWhenAllWait = () => {
     if (group && group.pending > 0 && group.waiting >= working) group.flush();
   };
   const group = plan.files > 1 ? new GroupCommit(flushWhenAllWait) : undefined;
   const work = async (item: DownloadItem, onProgress: (bytes: number) => void) => {
-    working++;
+    const joins = item.size < UNCACHED_WRITE_MIN_BYTES;
+    if (joins) working++;
     try {
       await makeParent(dirname(item.output));
       const download = (manifest?: GetManifestResponse) => downloadFile({ master: m, pool: p, name: item.name, output: item.output, onProgress, manifest, groupCommit: group });
@@ -240,7 +242,7 @@ export function downloadMany(master: MasterApi, pool: StoragePool, plan: Plan<Do
         throw err;
       });
     } finally {
-      working--;
+      if (joins) working--;
       flushWhenAllWait();
     }
   };

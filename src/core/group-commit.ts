@@ -9,20 +9,23 @@
  * threads as there are cores, so on 2 cores two flushes were in flight at a time. 1000 files of
  * 4 KiB on this VM's ext4: 140 ms with an fsync each, 51 ms as one group.
  *
- * syncfs writes back everything dirty on the filesystem, other processes' writes included: when
- * more than `foreignDirtyLimitBytes` of those are waiting, or where syncfs is missing, the
- * group's files are fsynced one by one instead, and the group costs what they always did.
+ * syncfs writes back everything dirty on the filesystem, other processes' writes included, and
+ * it runs on this thread (bun:ffi): when more than `foreignDirtyLimitBytes` of those are
+ * waiting, the group's files are fsynced one by one instead, and the group costs what they
+ * always did; so are files on filesystems whose syncfs cannot be trusted (FUSE, network, old
+ * kernels: core/syncfs.ts). The bound keeps the event loop's stall short: 16 MiB of others'
+ * data, plus the group's own (at most 64 files under 256 KiB), at a slow disk's 100 MB/s.
  */
 import { randomBytes } from "node:crypto";
 import { open, rename, stat, unlink, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { GROUP_COMMIT_MAX_FILES } from "./limits";
 import { Semaphore } from "./semaphore";
-import { dirtyBytesSystemWide, syncFilesystem } from "./syncfs";
+import { dirtyBytesSystemWide, syncFilesystem, syncfsTrusted } from "./syncfs";
 import { tempFiles } from "./temp-files";
 
 /** Other processes' dirty bytes above which a group is not synced with the whole filesystem. */
-export const GROUP_COMMIT_FOREIGN_DIRTY_LIMIT_BYTES = 64 * 1024 * 1024;
+export const GROUP_COMMIT_FOREIGN_DIRTY_LIMIT_BYTES = 16 * 1024 * 1024;
 /** Files or directories opened at once while a group is made durable: a deep tree must not exhaust descriptors. */
 const OPEN_AT_ONCE = 8;
 
@@ -37,10 +40,12 @@ interface Staged {
 
 /** How groups were made durable, for tests and reports. */
 export interface GroupCommitStats {
-  /** Groups made durable with syncfs. */
-  syncfsGroups: number;
-  /** Groups whose files were fsynced one by one. */
-  fsyncGroups: number;
+  /** Groups flushed. */
+  groups: number;
+  /** Files made durable by a syncfs of their filesystem. */
+  syncfsFiles: number;
+  /** Files fsynced one by one. */
+  fsyncFiles: number;
 }
 
 /** Runs `fn` over `items`, at most `limit` at a time. */
@@ -69,7 +74,7 @@ async function syncPath(path: string): Promise<void> {
 
 /** Collects small files and makes them durable a group at a time; the owner says when (`flush`). */
 export class GroupCommit {
-  readonly stats: GroupCommitStats = { syncfsGroups: 0, fsyncGroups: 0 };
+  readonly stats: GroupCommitStats = { groups: 0, syncfsFiles: 0, fsyncFiles: 0 };
   private staged: Staged[] = [];
   private committing = 0;
 
@@ -117,6 +122,7 @@ export class GroupCommit {
     const group = this.staged;
     if (group.length === 0) return;
     this.staged = [];
+    this.stats.groups++;
     this.committing += group.length;
     void this.commit(group);
   }
@@ -134,8 +140,13 @@ export class GroupCommit {
       await this.makeDurable(group, byDir, fail);
       // 2. Into place.
       await Promise.all(group.filter((f) => !failed.has(f)).map((f) => rename(f.tmp, f.path).catch((err) => fail([f], err))));
-      // 3. The new names, on disk.
-      await boundedEach([...byDir], OPEN_AT_ONCE, ([dir, files]) => syncPath(dir).catch((err) => fail(files, err)));
+      // 3. The new names, on disk. A directory we may write but not read (mode 0300) cannot be
+      // opened to be synced: its files stay as durable as renames were before groups.
+      await boundedEach([...byDir], OPEN_AT_ONCE, ([dir, files]) =>
+        syncPath(dir).catch((err) => {
+          if ((err as NodeJS.ErrnoException).code !== "EACCES") fail(files, err);
+        }),
+      );
     } catch (err) {
       fail(group, err);
     }
@@ -155,11 +166,17 @@ export class GroupCommit {
     }
   }
 
-  /** Step 1: one syncfs per filesystem the group lies on, or an fsync per file. */
+  /**
+   * Step 1: the group's bytes and temporary names on disk. Files on a filesystem that syncfs can
+   * be trusted on (core/syncfs.ts) get one syncfs per filesystem; the others, and all of them
+   * while other processes have much waiting to be written, an fsync each.
+   */
   private async makeDurable(group: Staged[], byDir: Map<string, Staged[]>, fail: (files: Staged[], err: unknown) => void): Promise<void> {
     const ownBytes = group.reduce((sum, f) => sum + f.bytes, 0);
     const dirty = dirtyBytesSystemWide();
-    if (dirty !== null && dirty - ownBytes <= this.foreignDirtyLimitBytes) {
+    const oneByOne: Staged[] = [];
+    if (dirty === null || dirty - ownBytes > this.foreignDirtyLimitBytes) oneByOne.push(...group);
+    else {
       const byDevice = new Map<number, { dir: string; files: Staged[] }>();
       for (const [dir, files] of byDir) {
         const device = await stat(dir).then((s) => s.dev, (err) => (fail(files, err), null));
@@ -168,24 +185,26 @@ export class GroupCommit {
         if (entry) entry.files.push(...files);
         else byDevice.set(device, { dir, files: [...files] });
       }
-      let synced = true;
       for (const { dir, files } of byDevice.values()) {
-        const handle = await open(dir, "r");
-        try {
-          const done = syncFilesystem(handle.fd);
-          if (done === null) synced = false;
-          else if (!done) fail(files, new Error(`syncfs failed on the filesystem holding ${dir}`));
-        } finally {
-          await handle.close();
-        }
-        if (!synced) break;
-      }
-      if (synced) {
-        this.stats.syncfsGroups++;
-        return;
+        const synced = await this.syncFilesystemOf(dir);
+        if (synced === true) this.stats.syncfsFiles += files.length;
+        else if (synced === false) fail(files, new Error(`syncfs failed on the filesystem holding ${dir}`));
+        else oneByOne.push(...files);
       }
     }
-    this.stats.fsyncGroups++;
-    await boundedEach(group, OPEN_AT_ONCE, (file) => syncPath(file.tmp).catch((err) => fail([file], err)));
+    this.stats.fsyncFiles += oneByOne.length;
+    await boundedEach(oneByOne, OPEN_AT_ONCE, (file) => syncPath(file.tmp).catch((err) => fail([file], err)));
+  }
+
+  /** One syncfs on the filesystem holding `dir`: true, false when it failed, null when not to be used there (or `dir` cannot be opened). */
+  private async syncFilesystemOf(dir: string): Promise<boolean | null> {
+    if (!(await syncfsTrusted(dir))) return null;
+    const handle = await open(dir, "r").catch(() => null);
+    if (!handle) return null; // unreadable (a write-only directory): the files are fsynced instead
+    try {
+      return syncFilesystem(handle.fd);
+    } finally {
+      await handle.close();
+    }
   }
 }

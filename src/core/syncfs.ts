@@ -5,6 +5,22 @@
  */
 import { dlopen } from "bun:ffi";
 import { readFileSync } from "node:fs";
+import { statfs } from "node:fs/promises";
+import { release } from "node:os";
+
+/**
+ * Filesystems whose syncfs writes back what was written to them (statfs f_type): ext2/3/4,
+ * xfs, btrfs, f2fs, and tmpfs, which has nothing to write back. Not FUSE (sshfs, s3fs,
+ * ntfs-3g…): its syncfs returns 0 without asking the filesystem's server to flush, where an
+ * fsync does ask. Not network filesystems either.
+ */
+const SYNCFS_FILESYSTEMS = new Set([0xef53, 0x58465342, 0x9123683e, 0xf2f52010, 0x01021994]);
+
+/** Linux 5.8 and later report a writeback error from syncfs; before, it returned 0 regardless. */
+function kernelReportsSyncfsErrors(): boolean {
+  const [major = 0, minor = 0] = release().split(/[.-]/).map(Number);
+  return major > 5 || (major === 5 && minor >= 8);
+}
 
 type Libc = { symbols: { syncfs(fd: number): number } };
 
@@ -44,4 +60,14 @@ export function dirtyBytesSystemWide(): number | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * Whether one syncfs on the filesystem holding `path` makes what was written there durable, and
+ * says so when it cannot: a filesystem listed above, a kernel that reports errors, syncfs at hand.
+ */
+export async function syncfsTrusted(path: string): Promise<boolean> {
+  if (process.platform !== "linux" || !kernelReportsSyncfsErrors() || !loadLibc()) return false;
+  const type = await statfs(path).then((s) => s.type, () => null);
+  return type !== null && SYNCFS_FILESYSTEMS.has(type);
 }

@@ -29,8 +29,8 @@ function sweep() {
 /** The temporary files of this process that are not yet renamed into place or removed. */
 export const tempFiles = {
   /**
-   * Registers `path` and runs `create`, which makes the file; tracked until it settles. Once
-   * the process is stopping, nothing new is created.
+   * Registers `path` and runs `create`, which may create the file (or write to it); tracked until
+   * it settles. Once the process is stopping, nothing new is started.
    */
   async create<T>(path: string, create: () => Promise<T>): Promise<T> {
     if (stopping) throw new Error("the process is stopping");
