@@ -51,7 +51,7 @@ export async function readWholeFile(path: string, headroom: number, maxBytes: nu
   }
 }
 
-/** Reads the first `size` bytes of an O_DIRECT handle; null when the filesystem refused the read itself. */
+/** Reads the first `size` bytes of an O_DIRECT handle; null when the filesystem refused a read (the caller reads buffered). */
 async function readDirect(handle: FileHandle, size: number, headroom: number): Promise<Buffer | null> {
   // Whole blocks into aligned memory: the data's first byte on a block boundary, `headroom` free before it.
   const raw = Buffer.allocUnsafe(headroom + roundUp(size) + BLOCK_BYTES);
@@ -66,7 +66,7 @@ async function readDirect(handle: FileHandle, size: number, headroom: number): P
       if (bytesRead === 0 || filled % BLOCK_BYTES !== 0) break;
     }
   } catch (err) {
-    if (isInvalid(err) && filled === 0) return null; // accepted at open, refused at read (some FUSE filesystems)
+    if (isInvalid(err)) return null; // accepted at open, refused at a read (some FUSE filesystems): read buffered
     throw err;
   }
   return raw.subarray(start, start + Math.min(filled, size));
