@@ -133,7 +133,9 @@ export class GroupCommit {
     const byDir = new Map<string, Staged[]>();
     for (const file of group) {
       const dir = dirname(file.path);
-      byDir.set(dir, [...(byDir.get(dir) ?? []), file]);
+      const files = byDir.get(dir);
+      if (files) files.push(file);
+      else byDir.set(dir, [file]);
     }
     try {
       // 1. The bytes and the temporary names, on disk.
