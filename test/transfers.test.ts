@@ -329,6 +329,33 @@ describe("transfers", () => {
     });
   });
 
+  test("a many-file download stopped by SIGINT while small files wait for their group removes them all and exits 130", async () => {
+    await withCluster({ nodes: 2, replication: 2 }, async (cluster) => {
+      await withTempDir(async (dir) => {
+        const src = join(dir, "src");
+        await mkdir(src);
+        // Fewer than a group's most files, so only the owner's rule could flush them.
+        for (let i = 0; i < 40; i++) await writeFile(join(src, `f${i}`), randomBytes(1000 + i));
+        expect((await cluster.run(["upload", "-r", src, "--prefix", "w/", "--quiet"])).exitCode).toBe(0);
+        // A frozen node: files read from it first hang, so the group never sees every download waiting.
+        const frozen = cluster.nodes[0]!;
+        frozen.proc!.kill("SIGSTOP");
+        try {
+          const out = join(dir, "out");
+          await mkdir(out);
+          const proc = Bun.spawn([BIN, "download", "-r", "w/", out, "--quiet"], { env: { ...process.env, DROPBOX_MASTER: cluster.master.address }, stdout: "ignore", stderr: "pipe" });
+          await waitFor("files staged in a group", async () => proc.exitCode === null && (await readdir(out)).some((n) => n.endsWith(".dropbox-part")), 10_000, 2);
+          proc.kill("SIGINT");
+          expect(await proc.exited).toBe(130);
+          expect(await new Response(proc.stderr).text()).toBe("");
+          expect((await readdir(out)).filter((n) => n.endsWith(".dropbox-part"))).toEqual([]);
+        } finally {
+          frozen.proc!.kill("SIGCONT");
+        }
+      });
+    });
+  });
+
   test("1000 files of 4 KiB go up and come back down, each way in a few seconds, intact", async () => {
     await withCluster({ nodes: 3, replication: 2 }, async (cluster) => {
       await withTempDir(async (dir) => {
