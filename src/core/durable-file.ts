@@ -56,6 +56,19 @@ const EXCLUSIVE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL;
 
 const isInvalid = (err: unknown) => (err as NodeJS.ErrnoException)?.code === "EINVAL";
 
+/**
+ * fsyncs what is at `path`: a directory, so that renames into it survive a crash, or a file
+ * already written and closed.
+ */
+export async function syncPath(path: string): Promise<void> {
+  const handle = await open(path, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
 /** A new file filled front to back with `append`, then made durable with `commit`. */
 export class DurableFile {
   /** Bytes appended so far: the file's length once committed. */

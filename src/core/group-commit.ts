@@ -19,6 +19,7 @@
 import { randomBytes } from "node:crypto";
 import { open, rename, stat, unlink, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import { syncPath } from "./durable-file";
 import { GROUP_COMMIT_MAX_FILES } from "./limits";
 import { Semaphore } from "./semaphore";
 import { dirtyBytesSystemWide, syncFilesystem, syncfsTrusted } from "./syncfs";
@@ -61,15 +62,6 @@ async function boundedEach<T>(items: T[], limit: number, fn: (item: T) => Promis
       }
     }),
   );
-}
-
-async function syncPath(path: string): Promise<void> {
-  const handle = await open(path, "r");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 /** Collects small files and makes them durable a group at a time; the owner says when (`flush`). */

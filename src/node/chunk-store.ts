@@ -4,14 +4,14 @@
  * verified, atomic and durable; reads return the bytes as stored, for the reader to verify,
  * and `verify` re-hashes and quarantines.
  */
-import { mkdir, open, readdir, rename, rm, stat, statfs, unlink, utimes } from "node:fs/promises";
+import { mkdir, readdir, rename, rm, stat, statfs, unlink, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { assertChunkId, chunkIdOfAsync } from "../core/chunk-id";
 import type { ChunkRef } from "../rpc/messages";
 import { DropboxError, dataLoss, invalidArgument, notFound, resourceExhausted } from "../core/errors";
 import { MAX_CHUNK_SIZE_BYTES, PACKED_CHUNK_BELOW_BYTES } from "../core/limits";
 import { readWholeFile } from "../core/uncached-read";
-import { DurableFile } from "../core/durable-file";
+import { DurableFile, syncPath } from "../core/durable-file";
 import { PACK_RECORD_HEADER_BYTES, PackStore } from "./pack-store";
 
 /** What the store holds, for heartbeats. */
@@ -24,16 +24,6 @@ export interface StoreUsage {
 
 const FANOUT = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
 const FANOUT_NAME = /^[0-9a-f]{2}$/;
-
-/** fsync a directory, so a rename into it survives a crash. */
-async function syncDirectory(path: string) {
-  const handle = await open(path, "r");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
 
 /** Writes a new file and fsyncs it (large ones past the page cache). */
 async function writeDurably(path: string, data: Uint8Array) {
@@ -154,7 +144,7 @@ export class ChunkStore {
         .catch((err: NodeJS.ErrnoException) => {
           if (err.code !== "EEXIST") throw err;
         })
-        .then(() => syncDirectory(this.chunksDir));
+        .then(() => syncPath(this.chunksDir));
       const attempt = made;
       // A failed attempt (disk full) is not remembered: the next put tries again.
       attempt.catch(() => {
@@ -255,7 +245,7 @@ export class ChunkStore {
       if (dir.status === "rejected") throw dir.reason;
       const replaced = await stat(finalPath).then((s) => s.size, () => null);
       await rename(tmpPath, finalPath);
-      await syncDirectory(join(this.chunksDir, id.slice(0, 2)));
+      await syncPath(join(this.chunksDir, id.slice(0, 2)));
       return replaced;
     } catch (err) {
       await unlink(tmpPath).catch(() => {});
@@ -390,7 +380,7 @@ export class ChunkStore {
       touchedDirs.add(id.slice(0, 2));
       deleted.push(id);
     }
-    for (const dir of touchedDirs) await syncDirectory(join(this.chunksDir, dir));
+    for (const dir of touchedDirs) await syncPath(join(this.chunksDir, dir));
     return { deleted, kept };
   }
 

@@ -22,6 +22,7 @@ import { join } from "node:path";
 import { readFully, writeFully } from "../core/positioned-io";
 import { chunkIdOf } from "../core/chunk-id";
 import { PACKED_CHUNK_BELOW_BYTES } from "../core/limits";
+import { syncPath } from "../core/durable-file";
 
 /** The record header: the chunk id's 32 bytes, then the length as u32 LE. */
 export const PACK_RECORD_HEADER_BYTES = 36;
@@ -411,13 +412,8 @@ export class PackStore {
     void this.compact();
   }
 
-  private async syncDir() {
-    const handle = await open(this.dir, "r");
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+  private syncDir(): Promise<void> {
+    return syncPath(this.dir);
   }
 
   /** Rewrites sealed packs that are mostly garbage, one at a time, in the background. */
