@@ -4,17 +4,15 @@
  * temp file beside the output and renamed at the end.
  */
 import { rename, unlink } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
-import { randomBytes } from "node:crypto";
 import { formatHostPort } from "../core/address";
 import { chunkIdOfAsync, contentHashOf } from "../core/chunk-id";
 import { DropboxError, dataLoss, errorMessage, unavailable } from "../core/errors";
-import { CHUNK_RPC_TIMEOUT_MS, DOWNLOAD_WINDOW_BYTES, UNCACHED_WRITE_MIN_BYTES } from "../core/limits";
+import { CHUNK_RPC_TIMEOUT_MS, DOWNLOAD_WINDOW_BYTES } from "../core/limits";
 import { assertName } from "../core/names";
 import { writeOut } from "../core/stdio";
 import { DurableFile } from "../core/durable-file";
-import type { GroupCommit } from "../core/group-commit";
-import { tempFiles } from "../core/temp-files";
+import { type GroupCommit, joinsGroup } from "../core/group-commit";
+import { tempFiles, tempPathBeside } from "../core/temp-files";
 import { releaseReceived } from "../rpc/receive-buffers";
 import type { ChunkPool, TransferMaster } from "../rpc/client";
 import type { ChunkLocation, FileInfo, GetManifestResponse, StorageNode } from "../rpc/messages";
@@ -97,7 +95,7 @@ function groupedSink(output: string, group: GroupCommit): Sink {
 
 /** A temp file beside `output`, renamed over it once complete and durable; large files go past the page cache. */
 async function fileSink(output: string, size: number): Promise<Sink> {
-  const tmpPath = join(dirname(output), `.${basename(output)}.${randomBytes(4).toString("hex")}.dropbox-part`);
+  const tmpPath = tempPathBeside(output);
   const file = await tempFiles.create(tmpPath, () => DurableFile.create(tmpPath, 0o644, size)).catch((err) => {
     tempFiles.delete(tmpPath);
     throw err;
@@ -143,7 +141,7 @@ export async function downloadFile(options: DownloadOptions): Promise<FileInfo> 
   const sink =
     options.output === "-"
       ? stdoutSink(name)
-      : options.groupCommit && file.size < UNCACHED_WRITE_MIN_BYTES
+      : options.groupCommit && joinsGroup(file.size)
         ? groupedSink(options.output, options.groupCommit)
         : await fileSink(options.output, file.size);
   try {

@@ -6,8 +6,8 @@
 import { mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
 import { DropboxError, errorMessage } from "../core/errors";
-import { GroupCommit } from "../core/group-commit";
-import { TRANSFER_FILES_BUDGET_BYTES, UNCACHED_WRITE_MIN_BYTES } from "../core/limits";
+import { GroupCommit, joinsGroup } from "../core/group-commit";
+import { TRANSFER_FILES_BUDGET_BYTES } from "../core/limits";
 import type { MasterApi, StoragePool } from "../rpc/client";
 import type { FileInfo, GetManifestResponse } from "../rpc/messages";
 import { BatchingMaster, BatchingPool } from "./batching";
@@ -229,7 +229,7 @@ export function downloadMany(master: MasterApi, pool: StoragePool, plan: Plan<Do
   };
   const group = plan.files > 1 ? new GroupCommit(flushWhenAllWait) : undefined;
   const work = async (item: DownloadItem, onProgress: (bytes: number) => void) => {
-    const joins = item.size < UNCACHED_WRITE_MIN_BYTES;
+    const joins = joinsGroup(item.size);
     if (joins) working++;
     try {
       await makeParent(dirname(item.output));

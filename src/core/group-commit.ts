@@ -16,14 +16,13 @@
  * kernels: core/syncfs.ts). The bound keeps the event loop's stall short: 16 MiB of others'
  * data, plus the group's own (at most 64 files under 256 KiB), at a slow disk's 100 MB/s.
  */
-import { randomBytes } from "node:crypto";
 import { open, rename, stat, unlink, writeFile } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { dirname } from "node:path";
 import { syncPath } from "./durable-file";
-import { GROUP_COMMIT_MAX_FILES } from "./limits";
+import { GROUP_COMMIT_MAX_FILES, UNCACHED_WRITE_MIN_BYTES } from "./limits";
 import { Semaphore } from "./semaphore";
 import { dirtyBytesSystemWide, syncFilesystem, syncfsTrusted } from "./syncfs";
-import { tempFiles } from "./temp-files";
+import { tempFiles, tempPathBeside } from "./temp-files";
 
 /** Other processes' dirty bytes above which a group is not synced with the whole filesystem. */
 export const GROUP_COMMIT_FOREIGN_DIRTY_LIMIT_BYTES = 16 * 1024 * 1024;
@@ -64,6 +63,11 @@ async function boundedEach<T>(items: T[], limit: number, fn: (item: T) => Promis
   );
 }
 
+/** Whether a file of `size` bytes is made durable with a group: one that is not written past the page cache. */
+export function joinsGroup(size: number): boolean {
+  return size < UNCACHED_WRITE_MIN_BYTES;
+}
+
 /** Collects small files and makes them durable a group at a time; the owner says when (`flush`). */
 export class GroupCommit {
   readonly stats: GroupCommitStats = { groups: 0, syncfsFiles: 0, fsyncFiles: 0 };
@@ -96,7 +100,7 @@ export class GroupCommit {
    * is durable under that name, after the flush of its group.
    */
   async write(path: string, data: Uint8Array, mode: number): Promise<void> {
-    const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(4).toString("hex")}.dropbox-part`);
+    const tmp = tempPathBeside(path);
     await tempFiles.create(tmp, () => writeFile(tmp, data, { mode, flag: "wx" })).catch(async (err) => {
       await unlink(tmp).catch(() => {});
       tempFiles.delete(tmp);

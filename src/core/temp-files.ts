@@ -7,7 +7,9 @@
  * runtime's I/O threads) is tracked until it settles: a signal can arrive between the two, and
  * a file created after the sweep would be left behind.
  */
+import { randomBytes } from "node:crypto";
 import { unlinkSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 
 /** How long a stopping process waits for creations under way before its last sweep. */
 const CREATIONS_WAIT_MS = 2000;
@@ -24,6 +26,11 @@ function sweep() {
       // not created yet, or already gone
     }
   }
+}
+
+/** A fresh temporary name beside `path`, hidden, that names what it is: `.NAME.RANDOM.dropbox-part`. */
+export function tempPathBeside(path: string): string {
+  return join(dirname(path), `.${basename(path)}.${randomBytes(4).toString("hex")}.dropbox-part`);
 }
 
 /** The temporary files of this process that are not yet renamed into place or removed. */
